@@ -1,0 +1,1 @@
+"""Shared foundation: ViT backbone, the Painter generalist, losses, checkpoints."""

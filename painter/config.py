@@ -1,0 +1,171 @@
+"""Frozen, validated configurations for the backbone and the painter models.
+
+Structure (tap layers, merge layer, attention layout, canvas size) lives here and nowhere else:
+model code reads it from these objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from painter.errors import ConfigError
+
+
+class SegType(enum.IntEnum):
+    """Which type token SegGPT adds: the context is a semantic class or one instance."""
+
+    SEMANTIC = 0
+    INSTANCE = 1
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """A plain ViT image encoder with decomposed relative position and optional windows.
+
+    Attributes:
+        embed_dim, depth, num_heads: the usual ViT sizes.
+        patch_size: side of the square patch in pixels.
+        mlp_ratio: hidden size of the MLP as a multiple of ``embed_dim``.
+        qkv_bias: bias on the fused qkv projection.
+        norm_eps: LayerNorm epsilon.
+        drop_path_rate: stochastic depth at the last block (linear schedule from 0).
+        use_rel_pos: add decomposed relative-position terms to the attention logits.
+        window_size: side of the attention window in patches; 0 makes every block global.
+            Note: the released SegGPT and Painter weights were trained with every block global
+            (their code listed window blocks but the list never matched), so their variants use 0.
+        global_attn_blocks: blocks that attend globally when ``window_size`` > 0.
+        rel_pos_grid: (rows, cols) the global blocks' relative-position tables are sized for;
+            windowed blocks use (window_size, window_size). Tables are resized if the input differs.
+        pos_embed_grid: (rows, cols) of the learned absolute position embedding; it is resized to
+            the patch grid of each input.
+        pos_embed_prefix: leading slots in the position embedding that are not patches (1 for the
+            MAE layout with a class slot, 0 for SAM's grid layout). They are kept for lossless
+            conversion and never added to tokens.
+    """
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    patch_size: int = 16
+    in_chans: int = 3
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    drop_path_rate: float = 0.0
+    use_rel_pos: bool = True
+    window_size: int = 0
+    global_attn_blocks: tuple[int, ...] = ()
+    rel_pos_grid: tuple[int, int] = (56, 28)
+    pos_embed_grid: tuple[int, int] = (14, 14)
+    pos_embed_prefix: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.embed_dim > 0 and self.depth > 0, "embed_dim and depth must be positive")
+        _check(
+            self.num_heads > 0 and self.embed_dim % self.num_heads == 0,
+            f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}",
+        )
+        _check(self.patch_size > 0, "patch_size must be positive")
+        _check(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
+        _check(self.window_size >= 0, "window_size must be >= 0 (0 = all blocks global)")
+        for i in self.global_attn_blocks:
+            _check(0 <= i < self.depth, f"global_attn_blocks entry {i} is outside 0..{self.depth - 1}")
+        _check(
+            self.window_size > 0 or not self.global_attn_blocks,
+            "global_attn_blocks only makes sense with window_size > 0 (0 means all global)",
+        )
+        _check(min(self.rel_pos_grid) > 0 and min(self.pos_embed_grid) > 0, "grids must be > 0")
+        _check(self.pos_embed_prefix >= 0, "pos_embed_prefix must be >= 0")
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    def is_global(self, block: int) -> bool:
+        """True when ``block`` attends over the whole grid."""
+        return self.window_size == 0 or block in self.global_attn_blocks
+
+
+@dataclass(frozen=True)
+class PainterConfig:
+    """The painter: two streams (image, target) over one backbone, merged, then decoded.
+
+    Attributes:
+        vit: the backbone.
+        canvas_size: (H, W) of the stitched canvas in pixels; prompt on top, query below.
+        merge_block: the image and target streams are averaged after this block.
+        tap_blocks: blocks whose outputs (after the stream merge and the shared final norm) feed
+            the decoder.
+        decoder_dim: channels of the pixel decoder.
+        type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
+        loss_beta: smooth-L1 beta of the masked loss.
+    """
+
+    vit: ViTConfig
+    canvas_size: tuple[int, int] = (896, 448)
+    merge_block: int = 2
+    tap_blocks: tuple[int, ...] = (5, 11, 17, 23)
+    decoder_dim: int = 64
+    type_tokens: bool = True
+    loss_beta: float = 0.01
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        height, width = self.canvas_size
+        p = self.vit.patch_size
+        _check(
+            height % (2 * p) == 0 and width % p == 0,
+            f"canvas_size {self.canvas_size} must be divisible by the patch size {p} "
+            "(and its height by 2 * patch, so prompt and query halves hold whole patches)",
+        )
+        _check(
+            0 <= self.merge_block < self.vit.depth,
+            f"merge_block {self.merge_block} is outside 0..{self.vit.depth - 1}",
+        )
+        _check(len(self.tap_blocks) > 0, "tap_blocks must name at least one block")
+        _check(
+            list(self.tap_blocks) == sorted(set(self.tap_blocks)),
+            f"tap_blocks {self.tap_blocks} must be strictly increasing",
+        )
+        _check(
+            self.tap_blocks[0] >= self.merge_block and self.tap_blocks[-1] < self.vit.depth,
+            f"tap_blocks {self.tap_blocks} must not come before merge_block {self.merge_block} "
+            f"and before depth {self.vit.depth}",
+        )
+        _check(self.decoder_dim > 0 and self.loss_beta > 0, "decoder_dim and loss_beta must be > 0")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) patch grid of the whole canvas."""
+        return self.canvas_size[0] // self.vit.patch_size, self.canvas_size[1] // self.vit.patch_size
+
+    @property
+    def half_size(self) -> tuple[int, int]:
+        """(H, W) of one image of the pair (the prompt or the query)."""
+        return self.canvas_size[0] // 2, self.canvas_size[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PainterConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, lists become tuples."""
+        data = dict(data)
+        try:
+            vit_data = {k: _tuplify(v) for k, v in data.pop("vit").items()}
+            vit = ViTConfig(**vit_data)
+            return cls(vit=vit, **{k: _tuplify(v) for k, v in data.items()})
+        except (TypeError, KeyError) as err:
+            raise ConfigError(f"not a valid painter config: {err}") from err
+
+
+def _tuplify(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

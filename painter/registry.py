@@ -1,0 +1,95 @@
+"""Model variants: name -> small function returning a validated config. A plain dict.
+
+Building the module from a config is the job of ``painter.model.build_painter`` and
+``seggpt.model.build_seggpt`` (``seggpt.build_model`` picks between them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from painter.config import PainterConfig, ViTConfig
+from painter.errors import ConfigError
+
+_REGISTRY: dict[str, Callable[[], PainterConfig]] = {}
+
+
+def register(fn: Callable[[], PainterConfig]) -> Callable[[], PainterConfig]:
+    """Register a config builder under its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> PainterConfig:
+    """The config of variant ``name``; a ConfigError lists the known names otherwise."""
+    try:
+        builder = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model variant {name!r}; known: {', '.join(list_models())}") from None
+    config = builder()
+    return PainterConfig(**{**config.__dict__, "name": name})
+
+
+def _vit(dim: int, depth: int, heads: int, canvas: tuple[int, int], patch: int = 16, **kw) -> ViTConfig:
+    # Every released Painter/SegGPT block attends globally (window_size=0), see ViTConfig.
+    grid = (canvas[0] // patch, canvas[1] // patch)
+    return ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, patch_size=patch, rel_pos_grid=grid, **kw)
+
+
+def _every_quarter(depth: int) -> tuple[int, ...]:
+    """Taps at the end of each quarter of the depth, e.g. 24 -> (5, 11, 17, 23)."""
+    return tuple(depth * k // 4 - 1 for k in range(1, 5))
+
+
+def _painter(dim, depth, heads, canvas, *, type_tokens, merge=2, drop_path=0.1, patch=16) -> PainterConfig:
+    return PainterConfig(
+        vit=_vit(dim, depth, heads, canvas, patch, drop_path_rate=drop_path),
+        canvas_size=canvas,
+        merge_block=merge,
+        tap_blocks=_every_quarter(depth),
+        type_tokens=type_tokens,
+    )
+
+
+@register
+def seggpt_vit_large() -> PainterConfig:
+    """The released SegGPT (BAAI/seggpt-vit-large): ViT-L, 896x448 canvas."""
+    return _painter(1024, 24, 16, (896, 448), type_tokens=True)
+
+
+@register
+def painter_vit_large() -> PainterConfig:
+    """The released Painter generalist: ViT-L, 896x448 canvas, no type tokens."""
+    return _painter(1024, 24, 16, (896, 448), type_tokens=False)
+
+
+@register
+def seggpt_vit_base() -> PainterConfig:
+    return _painter(768, 12, 12, (896, 448), type_tokens=True)
+
+
+@register
+def seggpt_vit_tiny() -> PainterConfig:
+    """192-wide, 12 blocks, 448x224 canvas: trains on a CPU."""
+    return _painter(192, 12, 3, (448, 224), type_tokens=True, drop_path=0.0)
+
+
+@register
+def painter_vit_tiny() -> PainterConfig:
+    return _painter(192, 12, 3, (448, 224), type_tokens=False, drop_path=0.0)
+
+
+@register
+def seggpt_test() -> PainterConfig:
+    """For unit tests: 64-wide, 4 blocks, 128x64 canvas; runs in milliseconds."""
+    return PainterConfig(
+        vit=_vit(64, 4, 2, (128, 64)),
+        canvas_size=(128, 64),
+        merge_block=0,
+        tap_blocks=(1, 3),
+        decoder_dim=16,
+    )

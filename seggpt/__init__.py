@@ -1,0 +1,1 @@
+"""SegGPT: in-context segmentation from example image+mask pairs."""

@@ -39,15 +39,27 @@ class CheckpointFormat(str, enum.Enum):
 
 # (ours, official, hf) key prefixes; "{i}" stands for a block index.
 _KEY_TABLE: tuple[tuple[str, str, str], ...] = (
-    ("backbone.patch_embed.proj.", "patch_embed.proj.", "model.embeddings.patch_embeddings.projection."),
+    (
+        "backbone.patch_embed.proj.",
+        "patch_embed.proj.",
+        "model.embeddings.patch_embeddings.projection.",
+    ),
     ("backbone.pos_embed", "pos_embed", "model.embeddings.position_embeddings"),
     ("mask_token", "mask_token", "model.embeddings.mask_token"),
     ("stream_token_image", "segment_token_x", "model.embeddings.segment_token_input"),
     ("stream_token_target", "segment_token_y", "model.embeddings.segment_token_prompt"),
     ("type_token_semantic", "type_token_cls", "model.embeddings.type_token_semantic"),
     ("type_token_instance", "type_token_ins", "model.embeddings.type_token_instance"),
-    ("backbone.blocks.{i}.norm1.", "blocks.{i}.norm1.", "model.encoder.layers.{i}.layernorm_before."),
-    ("backbone.blocks.{i}.norm2.", "blocks.{i}.norm2.", "model.encoder.layers.{i}.layernorm_after."),
+    (
+        "backbone.blocks.{i}.norm1.",
+        "blocks.{i}.norm1.",
+        "model.encoder.layers.{i}.layernorm_before.",
+    ),
+    (
+        "backbone.blocks.{i}.norm2.",
+        "blocks.{i}.norm2.",
+        "model.encoder.layers.{i}.layernorm_after.",
+    ),
     ("backbone.blocks.{i}.attn.", "blocks.{i}.attn.", "model.encoder.layers.{i}.attention."),
     ("backbone.blocks.{i}.mlp.fc1.", "blocks.{i}.mlp.fc1.", "model.encoder.layers.{i}.mlp.lin1."),
     ("backbone.blocks.{i}.mlp.fc2.", "blocks.{i}.mlp.fc2.", "model.encoder.layers.{i}.mlp.lin2."),
@@ -64,7 +76,9 @@ def _prefix_regex(prefix: str) -> re.Pattern[str]:
     return re.compile("^" + re.escape(prefix).replace(re.escape("{i}"), r"(?P<i>\d+)"))
 
 
-def convert_keys(state: Mapping[str, torch.Tensor], src: CheckpointFormat, dst: CheckpointFormat) -> StateDict:
+def convert_keys(
+    state: Mapping[str, torch.Tensor], src: CheckpointFormat, dst: CheckpointFormat
+) -> StateDict:
     """Rename every key of a painter/SegGPT state dict from format ``src`` to ``dst``.
 
     Pure: tensors are passed through untouched (the formats differ only in names). A key that no
@@ -94,7 +108,9 @@ def convert_keys(state: Mapping[str, torch.Tensor], src: CheckpointFormat, dst: 
 def config_from_hf(hf: Mapping[str, object]) -> PainterConfig:
     """PainterConfig from a transformers ``SegGptConfig`` dict (config.json)."""
     if hf.get("model_type") not in (None, "seggpt"):
-        raise CheckpointError(f"config.json is for model_type {hf.get('model_type')!r}, not 'seggpt'")
+        raise CheckpointError(
+            f"config.json is for model_type {hf.get('model_type')!r}, not 'seggpt'"
+        )
     dim = int(hf.get("hidden_size", 1024))
     patch = int(hf.get("patch_size", 16))
     canvas = tuple(int(v) for v in hf.get("image_size", (896, 448)))
@@ -126,12 +142,20 @@ def config_from_hf(hf: Mapping[str, object]) -> PainterConfig:
 
 
 def config_to_hf(config: PainterConfig) -> dict[str, object]:
-    """transformers ``SegGptConfig`` dict for a SegGPT config (inverse of :func:`config_from_hf`)."""
+    """transformers ``SegGptConfig`` dict for a SegGPT config; inverse of config_from_hf."""
     vit = config.vit
     if not config.type_tokens:
-        raise CheckpointError("the transformers format holds SegGPT only; this config has no type tokens")
-    if vit.window_size or vit.pos_embed_grid[0] != vit.pos_embed_grid[1] or vit.pos_embed_prefix != 1:
-        raise CheckpointError("the transformers format needs all-global attention and a square MAE pos embed")
+        raise CheckpointError(
+            "the transformers format holds SegGPT only; this config has no type tokens"
+        )
+    if (
+        vit.window_size
+        or vit.pos_embed_grid[0] != vit.pos_embed_grid[1]
+        or vit.pos_embed_prefix != 1
+    ):
+        raise CheckpointError(
+            "the transformers format needs all-global attention and a square MAE pos embed"
+        )
     return {
         "model_type": "seggpt",
         "architectures": ["SegGptForImageSegmentation"],
@@ -174,7 +198,9 @@ def config_from_official(state: Mapping[str, torch.Tensor]) -> PainterConfig:
         mlp = state["blocks.0.mlp.fc1.weight"].shape[0]
         n_pos = state["pos_embed"].shape[1]
     except (KeyError, ValueError) as err:
-        raise CheckpointError(f"not an official SegGPT/Painter state dict (missing {err})") from None
+        raise CheckpointError(
+            f"not an official SegGPT/Painter state dict (missing {err})"
+        ) from None
     grid = ((rel_h + 1) // 2, (rel_w + 1) // 2)
     side = int(round((n_pos - 1) ** 0.5))
     vit = ViTConfig(
@@ -267,35 +293,58 @@ def _read_safetensors(path: Path) -> RawCheckpoint:
 def _read_hf_dir(path: Path) -> RawCheckpoint:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise CheckpointError(f"{path} is a directory without config.json; not a transformers model")
+        raise CheckpointError(
+            f"{path} is a directory without config.json; not a transformers model"
+        )
     hf_config = json.loads(config_file.read_text())
     for name in ("model.safetensors", "pytorch_model.bin"):
         weights = path / name
         if weights.is_file():
             break
     else:
-        raise CheckpointError(f"{path} has config.json but neither model.safetensors nor pytorch_model.bin")
+        raise CheckpointError(
+            f"{path} has config.json but neither model.safetensors nor pytorch_model.bin"
+        )
     state = load_file(str(weights)) if weights.suffix == ".safetensors" else torch_load(weights)
     return _from_foreign_state(dict(state), str(path), hf_config=hf_config)
 
 
 def _from_foreign_state(state: StateDict, source: str, hf_config: Mapping | None) -> RawCheckpoint:
-    if any(k.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.", "vision_encoder.")) for k in state):
-        raise CheckpointError(f"{source} is a SAM checkpoint; load it with the promptable model (build_sam)")
+    if any(
+        k.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.", "vision_encoder."))
+        for k in state
+    ):
+        raise CheckpointError(
+            f"{source} is a SAM checkpoint; load it with the promptable model (build_sam)"
+        )
     if any(k.startswith("model.embeddings.") for k in state):
         config = config_from_hf(hf_config or {})
-        return RawCheckpoint(config, convert_keys(state, CheckpointFormat.HF, CheckpointFormat.NATIVE),
-                             CheckpointFormat.HF, source)
+        return RawCheckpoint(
+            config,
+            convert_keys(state, CheckpointFormat.HF, CheckpointFormat.NATIVE),
+            CheckpointFormat.HF,
+            source,
+        )
     if "patch_embed.proj.weight" in state and "decoder_embed.weight" in state:
         config = config_from_official(state)
-        return RawCheckpoint(config, convert_keys(state, CheckpointFormat.OFFICIAL, CheckpointFormat.NATIVE),
-                             CheckpointFormat.OFFICIAL, source)
+        return RawCheckpoint(
+            config,
+            convert_keys(state, CheckpointFormat.OFFICIAL, CheckpointFormat.NATIVE),
+            CheckpointFormat.OFFICIAL,
+            source,
+        )
     if any(k.startswith("backbone.blocks.") for k in state):
-        raise CheckpointError(f"{source} has this project's key names but no config; save it with save_native")
-    raise CheckpointError(f"{source} is not a SegGPT/Painter checkpoint (keys like {list(state)[:3]})")
+        raise CheckpointError(
+            f"{source} has this project's key names but no config; save it with save_native"
+        )
+    raise CheckpointError(
+        f"{source} is not a SegGPT/Painter checkpoint (keys like {list(state)[:3]})"
+    )
 
 
-def load_state_strict(model: nn.Module, raw: RawCheckpoint, *, allow_missing: tuple[str, ...] = ()) -> LoadReport:
+def load_state_strict(
+    model: nn.Module, raw: RawCheckpoint, *, allow_missing: tuple[str, ...] = ()
+) -> LoadReport:
     """Load ``raw.state`` into ``model``; raise on any missing, unexpected or mis-shaped key."""
     own = model.state_dict()
     report = LoadReport(raw.source, raw.format)
@@ -337,10 +386,16 @@ def _contiguous(state: Mapping[str, torch.Tensor]) -> StateDict:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def save_native(model: nn.Module, path: str | os.PathLike, *, extra: Mapping[str, str] | None = None) -> Path:
+def save_native(
+    model: nn.Module, path: str | os.PathLike, *, extra: Mapping[str, str] | None = None
+) -> Path:
     """Write the project's format: safetensors with the resolved config in its metadata."""
-    meta = {"format": NATIVE_FORMAT, "format_version": NATIVE_VERSION,
-            "config": json.dumps(model.config.to_dict()), **(extra or {})}
+    meta = {
+        "format": NATIVE_FORMAT,
+        "format_version": NATIVE_VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        **(extra or {}),
+    }
     state = _contiguous(model.state_dict())
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
@@ -351,11 +406,16 @@ def save_official(state: Mapping[str, torch.Tensor], path: str | os.PathLike) ->
     return atomic_write(path, lambda tmp: torch.save({"model": _contiguous(official)}, tmp))
 
 
-def save_hf(state: Mapping[str, torch.Tensor], config: PainterConfig, directory: str | os.PathLike) -> Path:
+def save_hf(
+    state: Mapping[str, torch.Tensor], config: PainterConfig, directory: str | os.PathLike
+) -> Path:
     """Write a transformers ``SegGptForImageSegmentation`` directory (config.json + safetensors)."""
     directory = Path(directory)
     hf_state = _contiguous(convert_keys(state, CheckpointFormat.NATIVE, CheckpointFormat.HF))
     config_text = json.dumps(config_to_hf(config), indent=2)
-    atomic_write(directory / "model.safetensors", lambda tmp: save_file(hf_state, tmp, metadata={"format": "pt"}))
+    atomic_write(
+        directory / "model.safetensors",
+        lambda tmp: save_file(hf_state, tmp, metadata={"format": "pt"}),
+    )
     atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(config_text))
     return directory

@@ -77,7 +77,9 @@ class ViTConfig:
         _check(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
         _check(self.window_size >= 0, "window_size must be >= 0 (0 = all blocks global)")
         for i in self.global_attn_blocks:
-            _check(0 <= i < self.depth, f"global_attn_blocks entry {i} is outside 0..{self.depth - 1}")
+            _check(
+                0 <= i < self.depth, f"global_attn_blocks entry {i} is outside 0..{self.depth - 1}"
+            )
         _check(
             self.window_size > 0 or not self.global_attn_blocks,
             "global_attn_blocks only makes sense with window_size > 0 (0 means all global)",
@@ -145,7 +147,9 @@ class PainterConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """(h, w) patch grid of the whole canvas."""
-        return self.canvas_size[0] // self.vit.patch_size, self.canvas_size[1] // self.vit.patch_size
+        return self.canvas_size[0] // self.vit.patch_size, self.canvas_size[
+            1
+        ] // self.vit.patch_size
 
     @property
     def half_size(self) -> tuple[int, int]:

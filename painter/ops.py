@@ -49,14 +49,18 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int]) ->
     return x.reshape(b, c, h * p, w * p)
 
 
-def patch_mask_to_pixels(patch_mask: torch.Tensor, patch_size: int, grid: tuple[int, int]) -> torch.Tensor:
+def patch_mask_to_pixels(
+    patch_mask: torch.Tensor, patch_size: int, grid: tuple[int, int]
+) -> torch.Tensor:
     """(B, h * w) bool/float patch mask -> (B, H, W) float pixel mask."""
     b = patch_mask.shape[0]
     m = patch_mask.to(torch.float32).reshape(b, grid[0], grid[1])  # (B, h, w)
     return m.repeat_interleave(patch_size, dim=1).repeat_interleave(patch_size, dim=2)
 
 
-def query_half_mask(batch: int, grid: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+def query_half_mask(
+    batch: int, grid: tuple[int, int], device: torch.device | None = None
+) -> torch.Tensor:
     """The inference mask: every patch of the bottom (query) half hidden. (B, h * w) bool."""
     h, w = grid
     mask = torch.zeros(batch, h, w, dtype=torch.bool, device=device)

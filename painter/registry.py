@@ -29,15 +29,21 @@ def get_config(name: str) -> PainterConfig:
     try:
         builder = _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown model variant {name!r}; known: {', '.join(list_models())}") from None
+        raise ConfigError(
+            f"unknown model variant {name!r}; known: {', '.join(list_models())}"
+        ) from None
     config = builder()
     return PainterConfig(**{**config.__dict__, "name": name})
 
 
-def _vit(dim: int, depth: int, heads: int, canvas: tuple[int, int], patch: int = 16, **kw) -> ViTConfig:
+def _vit(
+    dim: int, depth: int, heads: int, canvas: tuple[int, int], patch: int = 16, **kw
+) -> ViTConfig:
     # Every released Painter/SegGPT block attends globally (window_size=0), see ViTConfig.
     grid = (canvas[0] // patch, canvas[1] // patch)
-    return ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, patch_size=patch, rel_pos_grid=grid, **kw)
+    return ViTConfig(
+        embed_dim=dim, depth=depth, num_heads=heads, patch_size=patch, rel_pos_grid=grid, **kw
+    )
 
 
 def _every_quarter(depth: int) -> tuple[int, ...]:
@@ -45,7 +51,9 @@ def _every_quarter(depth: int) -> tuple[int, ...]:
     return tuple(depth * k // 4 - 1 for k in range(1, 5))
 
 
-def _painter(dim, depth, heads, canvas, *, type_tokens, merge=2, drop_path=0.1, patch=16) -> PainterConfig:
+def _painter(
+    dim, depth, heads, canvas, *, type_tokens, merge=2, drop_path=0.1, patch=16
+) -> PainterConfig:
     return PainterConfig(
         vit=_vit(dim, depth, heads, canvas, patch, drop_path_rate=drop_path),
         canvas_size=canvas,

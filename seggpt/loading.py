@@ -16,6 +16,8 @@ from seggpt.model import build_seggpt
 
 logger = logging.getLogger(__name__)
 
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "demo_seggpt.safetensors"
+
 # Hub ids users commonly pass, with the files that hold the weights.
 HUB_FILES = {
     "BAAI/seggpt-vit-large": ("config.json", "model.safetensors"),
@@ -32,7 +34,14 @@ def build_model(config: PainterConfig | str) -> PainterModel:
 
 
 def resolve_source(source: str | os.PathLike) -> Path:
-    """A local path for ``source``: a file, a directory, or a hub id fetched when online."""
+    """A local path for ``source``: "demo", a file, a directory, or a hub id (fetched online)."""
+    if str(source) == "demo":
+        if not DEMO_CHECKPOINT.is_file():
+            raise CheckpointError(
+                f"the bundled demo model {DEMO_CHECKPOINT} is missing; build it with "
+                "`make demo-model` or pass a checkpoint path"
+            )
+        return DEMO_CHECKPOINT
     path = Path(source)
     if path.exists():
         return path
@@ -70,7 +79,9 @@ def load_model(
         raw = _with_variant(raw, variant)
     model = build_model(raw.config)
     report = load_state_strict(model, raw)
-    logger.info("loaded %s (%s format) as %s", raw.source, raw.format.value, raw.config.name or "model")
+    logger.info(
+        "loaded %s (%s format) as %s", raw.source, raw.format.value, raw.config.name or "model"
+    )
     model.eval()
     return (model, report) if return_report else model
 

@@ -3,10 +3,8 @@
 Two ways to run it:
 - :meth:`SegGPT.forward` on whole canvases (training, and the reference inference path). With
   ``prompts_per_query`` > 1 it applies the original feature ensemble through attention hooks.
-- :meth:`SegGPT.paint_queries` for inference with P prompts per query. The query half of every
-  canvas is the same for all P prompts and stays the same under the ensemble, so its tokens are
-  computed once per query instead of once per prompt, and only the query half is decoded. The
-  result equals ``forward`` with the ensemble (up to float rounding).
+- :meth:`PainterModel.paint_queries` (inherited) for inference with P prompts per query: the
+  same ensemble with the shared query half computed once; equal to ``forward`` up to rounding.
 """
 
 from __future__ import annotations
@@ -74,107 +72,11 @@ class SegGPT(PainterModel):
         """
         if images.shape[0] % prompts_per_query:
             raise InputMismatchError(
-                f"batch {images.shape[0]} is not a multiple of prompts_per_query {prompts_per_query}"
+                f"batch {images.shape[0]} is not a multiple of "
+                f"prompts_per_query {prompts_per_query}"
             )
         hooks = feature_ensemble_hooks(prompts_per_query)
         return super().forward(images, targets, patch_mask, seg_type=seg_type, hooks=hooks)
-
-    def paint_queries(
-        self,
-        prompt_images: torch.Tensor,
-        prompt_targets: torch.Tensor,
-        query_images: torch.Tensor,
-        *,
-        seg_type: object = None,
-    ) -> torch.Tensor:
-        """Paint each query's target from its P prompts (feature ensemble), query half once.
-
-        Args:
-            prompt_images, prompt_targets: (Q, P, 3, H/2, W) normalised.
-            query_images: (Q, 3, H/2, W) normalised.
-        Returns:
-            (Q, 3, H/2, W): the painted query half, normalised space.
-        """
-        cfg = self.config
-        if any(blk.window_size for blk in self.backbone.blocks):
-            raise ConfigError("paint_queries needs all-global attention; use forward() instead")
-        n_q, n_p = prompt_images.shape[:2]
-        if prompt_targets.shape[:2] != (n_q, n_p) or query_images.shape[0] != n_q:
-            raise InputMismatchError(
-                f"prompt images {tuple(prompt_images.shape)}, prompt targets "
-                f"{tuple(prompt_targets.shape)} and queries {tuple(query_images.shape)} disagree"
-            )
-        hp = prompt_images.shape[-2] // cfg.vit.patch_size
-        # Embed full canvases for the prompt rows and the query rows separately.
-        embed = self.backbone.patch_embed
-        prompt_flat = prompt_images.flatten(0, 1)  # (Q * P, 3, H/2, W)
-        px = embed(prompt_flat)  # (QP, hp, w, C)
-        py = embed(prompt_targets.flatten(0, 1))  # (QP, hp, w, C)
-        qx = embed(query_images)  # (Q, hq, w, C)
-        qy = self.mask_token.expand_as(qx)  # every query target patch is hidden
-        grid = (hp + qx.shape[1], qx.shape[2])
-        pos = self.backbone.position_embedding(grid)  # (1, h, w, C)
-        type_p = self.extra_embedding(seg_type, n_q).repeat_interleave(n_p, dim=0)  # (QP,1,1,C)
-        type_q = self.extra_embedding(seg_type, n_q)  # (Q, 1, 1, C)
-        px = px + self.stream_token_image + pos[:, :hp] + type_p
-        py = py + self.stream_token_target + pos[:, :hp] + type_p
-        qx = qx + self.stream_token_image + pos[:, hp:] + type_q
-        qy = qy + self.stream_token_target + pos[:, hp:] + type_q
-        prompt_tok = torch.stack([px, py])  # (S=2, QP, hp, w, C)
-        query_tok = torch.stack([qx, qy])  # (S=2, Q, hq, w, C)
-        taps = []
-        for i in range(cfg.vit.depth):
-            prompt_tok, query_tok = self._shared_query_block(i, prompt_tok, query_tok, n_p, grid)
-            if i == cfg.merge_block:
-                prompt_tok = prompt_tok.mean(dim=0, keepdim=True)  # (1, QP, hp, w, C)
-                query_tok = query_tok.mean(dim=0, keepdim=True)  # (1, Q, hq, w, C)
-            if i in cfg.tap_blocks:
-                # The query rows, plus prompt 0's last row: the decoder's 3x3 conv looks one pixel
-                # row across the boundary, and the reference path reads prompt 0's canvas.
-                edge = prompt_tok[0].unflatten(0, (n_q, n_p))[:, 0, -1:]  # (Q, 1, w, C)
-                taps.append(self.norm(torch.cat([edge, query_tok[0]], dim=1)))  # (Q, 1+hq, w, C)
-            if i >= cfg.tap_blocks[-1]:
-                break
-        painted = self.decoder(torch.cat(taps, dim=-1))  # (Q, 3, (1 + hq) * p, W)
-        return painted[:, :, cfg.vit.patch_size :]  # drop the context row -> (Q, 3, H/2, W)
-
-    def _shared_query_block(
-        self,
-        index: int,
-        prompt_tok: torch.Tensor,
-        query_tok: torch.Tensor,
-        n_p: int,
-        grid: tuple[int, int],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One block with the query rows held once per query.
-
-        Args:
-            prompt_tok: (S, Q * P, hp, w, C) prompt rows of every canvas.
-            query_tok: (S, Q, hq, w, C) query rows, shared by the P canvases of a query.
-        Returns:
-            both, updated. The query rows' attention output is averaged over the P canvases,
-            exactly as the feature ensemble does on whole canvases.
-        """
-        block = self.backbone.blocks[index]
-        attn = block.attn
-        s, qp, hp, w, c = prompt_tok.shape
-        n_q, hq = query_tok.shape[1], query_tok.shape[2]
-        q_p, k_p, v_p = attn.project_qkv(block.norm1(prompt_tok).reshape(s * qp, hp * w, c))
-        q_q, k_q, v_q = attn.project_qkv(block.norm1(query_tok).reshape(s * n_q, hq * w, c))
-
-        def per_canvas(t: torch.Tensor) -> torch.Tensor:  # (S*Q, heads, Nq, d) -> (S*Q*P, ...)
-            return t.repeat_interleave(n_p, dim=0)
-
-        keys = torch.cat([k_p, per_canvas(k_q)], dim=2)  # (S*Q*P, heads, N, d)
-        values = torch.cat([v_p, per_canvas(v_q)], dim=2)
-        out_p = attn.attend(q_p, keys, values, key_grid=grid, query_rows=(0, hp))  # (SQP, Np, C)
-        out_q = attn.attend(per_canvas(q_q), keys, values, key_grid=grid, query_rows=(hp, grid[0]))
-        out_q = out_q.reshape(s * n_q, n_p, hq * w, c).mean(dim=1)  # ensemble: (S*Q, Nq, C)
-        prompt_tok = prompt_tok + attn.proj(out_p).reshape(s, qp, hp, w, c)
-        query_tok = query_tok + attn.proj(out_q).reshape(s, n_q, hq, w, c)
-        prompt_tok = prompt_tok + block.mlp(block.norm2(prompt_tok))
-        query_tok = query_tok + block.mlp(block.norm2(query_tok))
-        return prompt_tok, query_tok
 
 
 def build_seggpt(config: PainterConfig) -> SegGPT:

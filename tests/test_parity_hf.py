@@ -6,20 +6,33 @@ import pytest
 import torch
 
 from painter.checkpoint import CheckpointFormat, convert_keys, save_official
-from painter.ops import query_half_mask
 from painter.config import SegType
+from painter.ops import query_half_mask
 from seggpt.loading import load_model
 from tests.hf_reference import random_hf_seggpt
 
 SMALL = dict(
-    hidden_size=192, num_hidden_layers=12, num_attention_heads=3, mlp_dim=768,
-    intermediate_hidden_state_indices=[2, 5, 8, 11], merge_index=2,
-    image_size=[128, 64], pretrain_image_size=64, decoder_hidden_size=32,
+    hidden_size=192,
+    num_hidden_layers=12,
+    num_attention_heads=3,
+    mlp_dim=768,
+    intermediate_hidden_state_indices=[2, 5, 8, 11],
+    merge_index=2,
+    image_size=[128, 64],
+    pretrain_image_size=64,
+    decoder_hidden_size=32,
 )
 OTHER = dict(
-    hidden_size=96, num_hidden_layers=6, num_attention_heads=2, mlp_dim=256,
-    intermediate_hidden_state_indices=[3, 5], merge_index=1,
-    image_size=[192, 96], patch_size=16, pretrain_image_size=224, decoder_hidden_size=16,
+    hidden_size=96,
+    num_hidden_layers=6,
+    num_attention_heads=2,
+    mlp_dim=256,
+    intermediate_hidden_state_indices=[3, 5],
+    merge_index=1,
+    image_size=[192, 96],
+    patch_size=16,
+    pretrain_image_size=224,
+    decoder_hidden_size=16,
 )
 
 
@@ -42,8 +55,12 @@ def test_hf_directory_parity(tmp_path, hf_config, seg_type):
     assert report.format is CheckpointFormat.HF and not report.missing and not report.unexpected
     query, prompt, mask = _inputs(hf_config)
     with torch.no_grad():
-        ref = hf(pixel_values=query, prompt_pixel_values=prompt, prompt_masks=mask,
-                 embedding_type=seg_type.name.lower()).pred_masks
+        ref = hf(
+            pixel_values=query,
+            prompt_pixel_values=prompt,
+            prompt_masks=mask,
+            embedding_type=seg_type.name.lower(),
+        ).pred_masks
         canvas_img = torch.cat([prompt, query], dim=2)
         canvas_tgt = torch.cat([mask, mask], dim=2)
         out = ours(canvas_img, canvas_tgt, query_half_mask(1, ours.config.grid), seg_type=seg_type)

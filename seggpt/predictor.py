@@ -1,0 +1,228 @@
+"""Arrays in, masks out: the SegGPT predictor.
+
+>>> predictor = SegGPTPredictor(load_model("demo"))
+>>> [result] = predictor.predict([prompt_image], [prompt_mask], [query_image])
+>>> result.mask  # (H, W) class ids at the query's size
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from painter.config import SegType
+from painter.errors import InputMismatchError
+from painter.io import ImageSource, load_image, load_mask
+from painter.model import PainterModel
+from painter.ops import denormalize, normalize
+from painter.resize import resize_image
+from seggpt.coloring import PromptColoring, decode_painted, prepare_prompt_masks
+from seggpt.ensemble import EnsembleMode, grid_side, tile_grid
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass
+class Prediction:
+    """One query's result.
+
+    Attributes:
+        mask: (H, W) int64 class ids at the query's original size (0 = background; for index
+            prompts the ids are the prompts' own ids).
+        painted: (H, W, 3) uint8 painted output at the original size.
+        canvas: (3, H/2, W) float32 painted query half in the model's normalised space, when
+            requested.
+    """
+
+    mask: np.ndarray
+    painted: np.ndarray
+    canvas: torch.Tensor | None = None
+
+
+@dataclass
+class PreparedPrompts:
+    """Prompts after loading, colouring, resizing and normalisation; reusable across queries.
+
+    Attributes:
+        images, targets: (P, 3, H/2, W) normalised tensors on the predictor's device.
+        coloring: how the prompt masks map to colours, to read the output back.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    coloring: PromptColoring
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InputMismatchError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+
+
+class SegGPTPredictor:
+    """In-context segmentation with a SegGPT (or Painter) model.
+
+    Args:
+        model: a :class:`PainterModel` (SegGPT or Painter).
+        device: "cpu", "cuda", "cuda:1", or None/"auto".
+        dtype: float32, or bfloat16/float16 to run under autocast (weights stay float32).
+        seg_type: the type token (SegGPT only); the original's default is INSTANCE.
+    """
+
+    def __init__(
+        self,
+        model: PainterModel,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        seg_type: SegType = SegType.INSTANCE,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.model = model.to(self.device).eval()
+        self.seg_type = SegType(seg_type)
+        self.config = model.config
+
+    # -- preprocessing ---------------------------------------------------------------------------
+    def _to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(H, W, 3) uint8 arrays -> (N, 3, H, W) normalised float32 on the device."""
+        stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
+        return normalize(stacked.to(self.device, torch.float32) / 255.0)
+
+    def prepare_prompts(
+        self,
+        prompt_images: Sequence[ImageSource],
+        prompt_masks: Sequence[ImageSource],
+        *,
+        ensemble: EnsembleMode | str = EnsembleMode.FEATURE,
+    ) -> PreparedPrompts:
+        """Load, check, colour and resize the prompts once; pass the result to :meth:`predict`."""
+        ensemble = EnsembleMode(ensemble)
+        if len(prompt_images) != len(prompt_masks):
+            raise InputMismatchError(
+                f"{len(prompt_images)} prompt images but {len(prompt_masks)} prompt masks; "
+                "give one mask per prompt image"
+            )
+        if not prompt_images:
+            raise InputMismatchError("give at least one prompt image and its mask")
+        images = [load_image(src) for src in prompt_images]
+        masks = [load_mask(src) for src in prompt_masks]
+        for i, (image, mask) in enumerate(zip(images, masks)):
+            if image.shape[:2] != mask.shape[:2]:
+                raise InputMismatchError(
+                    f"prompt {i}: image is {image.shape[1]}x{image.shape[0]} but its mask is "
+                    f"{mask.shape[1]}x{mask.shape[0]} (width x height); they must match"
+                )
+        coloured, coloring = prepare_prompt_masks(masks)
+        half = self.config.half_size
+        if ensemble is EnsembleMode.SPATIAL and len(images) > 1:
+            n = grid_side(len(images))
+            cell = (half[0] // n, half[1] // n)
+            images = [resize_image(tile_grid([resize_image(im, cell) for im in images]), half)]
+            tiles = [resize_image(m, cell, nearest=True) for m in coloured]
+            coloured = [resize_image(tile_grid(tiles), half, nearest=True)]
+        images = [resize_image(im, half) for im in images]
+        coloured = [resize_image(m, half, nearest=True) for m in coloured]
+        return PreparedPrompts(self._to_tensor(images), self._to_tensor(coloured), coloring)
+
+    # -- inference -------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        prompt_images: Sequence[ImageSource] | None,
+        prompt_masks: Sequence[ImageSource] | None,
+        query_images: Sequence[ImageSource],
+        *,
+        prompts: PreparedPrompts | None = None,
+        ensemble: EnsembleMode | str = EnsembleMode.FEATURE,
+        batch_size: int = 4,
+        return_canvas: bool = False,
+        progress: bool = False,
+    ) -> list[Prediction]:
+        """Segment every query from the same prompts.
+
+        Args:
+            prompt_images, prompt_masks: P example pairs (paths, PIL images or arrays). Masks are
+                class-index maps, binary 0/1 or 0/255 masks, or RGB colour masks.
+            query_images: the images to segment.
+            prompts: already prepared prompts (then the first two arguments may be None).
+            ensemble: "feature" (averaged features, the original's) or "spatial" (prompts tiled).
+            batch_size: queries per forward pass.
+        Returns:
+            one :class:`Prediction` per query, in order.
+        """
+        if prompts is None:
+            prompts = self.prepare_prompts(prompt_images, prompt_masks, ensemble=ensemble)
+        results: list[Prediction] = []
+        batches = list(_chunks(list(query_images), max(1, batch_size)))
+        for batch in tqdm(batches, desc="segmenting", unit="batch", disable=not progress):
+            results.extend(self._predict_batch(prompts, batch, return_canvas))
+        return results
+
+    def _predict_batch(
+        self, prompts: PreparedPrompts, sources: list[ImageSource], return_canvas: bool
+    ) -> list[Prediction]:
+        images = [load_image(src) for src in sources]
+        half = self.config.half_size
+        queries = self._to_tensor([resize_image(im, half) for im in images])  # (Q, 3, H/2, W)
+        n_q = queries.shape[0]
+        prompt_images = prompts.images[None].expand(n_q, -1, -1, -1, -1)  # (Q, P, 3, H/2, W)
+        prompt_targets = prompts.targets[None].expand(n_q, -1, -1, -1, -1)
+        with self._autocast():
+            painted = self.model.paint_queries(
+                prompt_images, prompt_targets, queries, seg_type=self.seg_type
+            )
+        painted = painted.float()  # (Q, 3, H/2, W)
+        rgb = (denormalize(painted) * 255).clamp(0, 255)  # (Q, 3, H/2, W)
+        out = []
+        for i, image in enumerate(images):
+            size = image.shape[:2]
+            full = torch.nn.functional.interpolate(
+                rgb[i : i + 1], size=size, mode="bilinear", align_corners=False
+            )[0].permute(1, 2, 0)  # (H, W, 3)
+            full = full.cpu().numpy()
+            out.append(
+                Prediction(
+                    mask=decode_painted(full, prompts.coloring),
+                    painted=np.rint(full).astype(np.uint8),
+                    canvas=painted[i].cpu() if return_canvas else None,
+                )
+            )
+        return out
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,117 @@
+"""Feature ensemble: the original formula, the shared-query fast path, and HF's deviation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from painter.ops import query_half_mask
+from seggpt.ensemble import average_query_half, tile_grid
+from seggpt.loading import build_model, load_model
+from tests.hf_reference import random_hf_seggpt
+from tests.test_parity_hf import SMALL, _rel
+
+
+def _episode(config, queries, prompts, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    h, w = config.half_size
+    prompt_images = torch.randn(queries, prompts, 3, h, w, generator=gen)
+    prompt_targets = torch.randn(queries, prompts, 3, h, w, generator=gen)
+    query_images = torch.randn(queries, 3, h, w, generator=gen)
+    return prompt_images, prompt_targets, query_images
+
+
+def _canvases(prompt_images, prompt_targets, query_images):
+    q, p = prompt_images.shape[:2]
+    images = torch.cat([prompt_images, query_images[:, None].expand_as(prompt_images)], dim=-2)
+    targets = torch.cat([prompt_targets, prompt_targets], dim=-2)
+    return images.flatten(0, 1), targets.flatten(0, 1)  # (Q * P, 3, H, W)
+
+
+def naive_original(model, images, targets, prompts):
+    """The original SegGPT block loop written out by hand (one query, P prompts)."""
+    cfg = model.config
+    x, y = model.embed(images, targets, query_half_mask(images.shape[0], cfg.grid))
+    h = torch.cat([x, y])
+    rows = h.shape[1] // 2
+    taps = []
+    for i, blk in enumerate(model.backbone.blocks):
+        a = blk.attn(blk.norm1(h))
+        if i <= cfg.merge_block:  # per stream: image rows 0..P-1, target rows P..2P-1
+            for s in range(2):
+                part = a[s * prompts : (s + 1) * prompts, rows:]
+                a[s * prompts : (s + 1) * prompts, rows:] = part.mean(0, keepdim=True)
+        else:
+            a[:, rows:] = a[:, rows:].mean(0, keepdim=True)
+        h = h + a
+        h = h + blk.mlp(blk.norm2(h))
+        if i == cfg.merge_block:
+            h = (h[:prompts] + h[prompts:]) / 2
+        if i in cfg.tap_blocks:
+            taps.append(model.norm(h))
+    return model.decoder(torch.cat(taps, -1))
+
+
+def test_forward_and_fast_path_match_the_original_formula():
+    model = build_model("seggpt_test").eval()
+    pi, pt, qi = _episode(model.config, 1, 4)
+    images, targets = _canvases(pi, pt, qi)
+    with torch.no_grad():
+        ref = naive_original(model, images, targets, prompts=4)
+        out = model(images, targets, query_half_mask(4, model.config.grid), prompts_per_query=4)
+        fast = model.paint_queries(pi, pt, qi)
+    half = ref.shape[-2] // 2
+    assert _rel(out, ref) < 1e-5
+    assert _rel(fast[0], ref[0, :, half:]) < 1e-5
+    # The ensemble really mixes prompts: one prompt alone paints something else.
+    with torch.no_grad():
+        single = model.paint_queries(pi[:, :1], pt[:, :1], qi)
+    assert _rel(single, fast) > 1e-2
+
+
+def test_batched_queries_equal_one_by_one():
+    model = build_model("seggpt_test").eval()
+    pi, pt, qi = _episode(model.config, 3, 2, seed=1)
+    with torch.no_grad():
+        batched = model.paint_queries(pi, pt, qi)
+        alone = torch.cat(
+            [model.paint_queries(pi[i : i + 1], pt[i : i + 1], qi[i : i + 1]) for i in range(3)]
+        )
+    assert _rel(batched, alone) < 1e-5
+
+
+def test_hf_ensemble_mixes_streams_at_the_merge_block(tmp_path):
+    """HF averages image- and target-stream query halves together at block merge_index; the
+    original averages each stream alone there. Reproducing HF's rule in our hooks gives HF's
+    output; our default (the original) differs."""
+    hf = random_hf_seggpt(**SMALL)
+    hf.save_pretrained(tmp_path)
+    ours = load_model(tmp_path)
+    pi, pt, qi = _episode(ours.config, 1, 3, seed=2)
+    images, targets = _canvases(pi, pt, qi)
+    merge = ours.config.merge_block
+
+    def hf_rule(block, merged):
+        if block < merge:
+            return lambda a: average_query_half(a, streams=2, prompts=3)
+        return lambda a: average_query_half(a, streams=1, prompts=a.shape[0])
+
+    mask = query_half_mask(3, ours.config.grid)
+    with torch.no_grad():
+        ref = hf(
+            pixel_values=qi.expand(3, -1, -1, -1),
+            prompt_pixel_values=pi[0],
+            prompt_masks=pt[0],
+            feature_ensemble=True,
+        ).pred_masks
+        as_hf = super(type(ours), ours).forward(images, targets, mask, hooks=hf_rule)
+        original = ours(images, targets, mask, prompts_per_query=3)
+    assert _rel(as_hf, ref) <= 1e-4
+    assert _rel(original, ref) > 1e-3
+
+
+def test_tile_grid_fills_every_cell():
+    tiles = [np.full((2, 3), i) for i in range(3)]
+    grid = tile_grid(tiles)
+    assert grid.shape == (4, 6)
+    assert [grid[0, 0], grid[0, 3], grid[2, 0], grid[2, 3]] == [0, 1, 2, 0]

@@ -24,10 +24,13 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from painter.config import PainterConfig, ViTConfig
-from painter.errors import CheckpointError
+from painter.errors import CheckpointError, ConfigError
 
 NATIVE_FORMAT = "painter-framework"
 NATIVE_VERSION = "1"
+# Top-level key beside "model" in official files written here: the config as JSON. BAAI's code
+# reads only "model"; shape inference alone cannot recover every architecture (e.g. merge_block).
+OFFICIAL_CONFIG_KEY = "painter_config"
 StateDict = dict[str, torch.Tensor]
 
 
@@ -251,8 +254,10 @@ def torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = refused.group(1) if refused else str(err).splitlines()[0][:200]
         raise CheckpointError(
-            f"{path} holds Python objects that weights_only loading refuses ({str(err)[:200]}); "
+            f"{path} holds Python objects that weights_only loading refuses ({what}); "
             "re-save it as a plain state dict or safetensors, from code you trust"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
@@ -269,11 +274,14 @@ def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     obj = torch_load(path)
+    config = None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        if isinstance(obj.get(OFFICIAL_CONFIG_KEY), str):
+            config = PainterConfig.from_dict(json.loads(obj[OFFICIAL_CONFIG_KEY]))
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors")
-    return _from_foreign_state(dict(obj), str(path), hf_config=None)
+    return _from_foreign_state(dict(obj), str(path), hf_config=None, official_config=config)
 
 
 def _read_safetensors(path: Path) -> RawCheckpoint:
@@ -296,7 +304,10 @@ def _read_hf_dir(path: Path) -> RawCheckpoint:
         raise CheckpointError(
             f"{path} is a directory without config.json; not a transformers model"
         )
-    hf_config = json.loads(config_file.read_text())
+    try:
+        hf_config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{config_file} is not valid JSON ({err}); re-download it") from None
     for name in ("model.safetensors", "pytorch_model.bin"):
         weights = path / name
         if weights.is_file():
@@ -305,11 +316,19 @@ def _read_hf_dir(path: Path) -> RawCheckpoint:
         raise CheckpointError(
             f"{path} has config.json but neither model.safetensors nor pytorch_model.bin"
         )
-    state = load_file(str(weights)) if weights.suffix == ".safetensors" else torch_load(weights)
+    try:
+        state = load_file(str(weights)) if weights.suffix == ".safetensors" else torch_load(weights)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from None
     return _from_foreign_state(dict(state), str(path), hf_config=hf_config)
 
 
-def _from_foreign_state(state: StateDict, source: str, hf_config: Mapping | None) -> RawCheckpoint:
+def _from_foreign_state(
+    state: StateDict,
+    source: str,
+    hf_config: Mapping | None,
+    official_config: PainterConfig | None = None,
+) -> RawCheckpoint:
     if any(
         k.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.", "vision_encoder."))
         for k in state
@@ -326,7 +345,13 @@ def _from_foreign_state(state: StateDict, source: str, hf_config: Mapping | None
             source,
         )
     if "patch_embed.proj.weight" in state and "decoder_embed.weight" in state:
-        config = config_from_official(state)
+        try:
+            config = official_config or config_from_official(state)
+        except ConfigError as err:  # the shapes fit no valid model: damaged or foreign
+            raise CheckpointError(
+                f"{source}: cannot infer the architecture from the tensor shapes ({err}); the "
+                "file is incomplete or of another model"
+            ) from None
         return RawCheckpoint(
             config,
             convert_keys(state, CheckpointFormat.OFFICIAL, CheckpointFormat.NATIVE),
@@ -400,10 +425,22 @@ def save_native(
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
-def save_official(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write BAAI's layout: ``{"model": state}`` with the official key names, via torch.save."""
+def save_official(
+    state: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    *,
+    config: PainterConfig | None = None,
+) -> Path:
+    """Write BAAI's layout: ``{"model": state}`` with the official key names, via torch.save.
+
+    With ``config``, it is stored as JSON under OFFICIAL_CONFIG_KEY (BAAI's code ignores it) and
+    read back instead of inferring the architecture from shapes.
+    """
     official = convert_keys(state, CheckpointFormat.NATIVE, CheckpointFormat.OFFICIAL)
-    return atomic_write(path, lambda tmp: torch.save({"model": _contiguous(official)}, tmp))
+    payload: dict[str, object] = {"model": _contiguous(official)}
+    if config is not None:
+        payload[OFFICIAL_CONFIG_KEY] = json.dumps(config.to_dict())
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def save_hf(

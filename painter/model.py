@@ -284,15 +284,13 @@ class PainterModel(nn.Module):
             "stream_token_target",
         } | {n for n, _ in self.named_parameters() if n.startswith("type_token_")}
 
-    def layer_id(self, name: str) -> int:
-        """Layer index for layer-wise lr decay: embeddings 0, block i -> i + 1, rest depth + 1."""
-        depth = self.config.vit.depth
-        if name.startswith("backbone.blocks."):
-            return int(name.split(".")[2]) + 1
-        embeddings = ("backbone.patch_embed", "backbone.pos_embed", "mask_token", "stream_token_")
-        if name.startswith(embeddings + ("type_token_",)):
-            return 0
-        return depth + 1
+    def group_matcher(self, coarse: bool = False) -> dict[str, object]:
+        """Parameter groups for timm's layer-wise lr decay: embeddings first, then each block;
+        the final norm and the decoder fall in the last group."""
+        return {
+            "stem": r"^backbone\.(?:patch_embed|pos_embed)|^mask_token|^stream_token_|^type_token_",
+            "blocks": [(r"^backbone\.blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
 
 
 def build_painter(config: PainterConfig) -> PainterModel:

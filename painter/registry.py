@@ -101,3 +101,15 @@ def seggpt_test() -> PainterConfig:
         tap_blocks=(1, 3),
         decoder_dim=16,
     )
+
+
+@register
+def seggpt_demo() -> PainterConfig:
+    """The bundled demo model: 192-wide, 6 blocks, 256x128 canvas; trains on a CPU in minutes."""
+    return PainterConfig(
+        vit=_vit(192, 6, 3, (256, 128)),
+        canvas_size=(256, 128),
+        merge_block=1,
+        tap_blocks=(3, 5),
+        decoder_dim=16,
+    )

@@ -24,6 +24,8 @@ HUB_FILES = {
     "BAAI/SegGPT": ("seggpt_vit_large.pth",),
     "BAAI/Painter": ("painter_vit_large.pth",),
 }
+# A missing path with one of these endings is a mistyped file, not a hub id.
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
 def build_model(config: PainterConfig | str) -> PainterModel:
@@ -46,7 +48,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
     if path.exists():
         return path
     text = str(source)
-    if text.count("/") != 1 or text.startswith((".", "/")):
+    if text.count("/") != 1 or text.startswith((".", "/")) or path.suffix in _CHECKPOINT_SUFFIXES:
         raise CheckpointError(f"checkpoint {text} does not exist")
     files = HUB_FILES.get(text, ("config.json", "model.safetensors"))
     try:

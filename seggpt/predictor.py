@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from painter.config import SegType
-from painter.errors import InputMismatchError
+from painter.errors import ConfigError, InputMismatchError
 from painter.io import ImageSource, load_image, load_mask
 from painter.model import PainterModel
 from painter.ops import denormalize, normalize
@@ -72,7 +72,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/"auto" -> CUDA when available, else CPU."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use cpu")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:

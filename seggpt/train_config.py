@@ -1,0 +1,191 @@
+"""Training configuration: frozen dataclasses, read from YAML/JSON, overridden from the command
+line with dotted ``key=value`` pairs, written back resolved into every run folder and checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from painter.errors import ConfigError
+
+
+class Precision(str, enum.Enum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class Parallel(str, enum.Enum):
+    """How several processes (started by torchrun) share the work."""
+
+    DDP = "ddp"
+    FSDP = "fsdp"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training mixture and its episode sampling.
+
+    Attributes:
+        mixture: name of a bundled mixture ("default": synthetic semantic + instance + photos).
+        seed: seed of the episode stream (episode k is a function of (seed, k)).
+        eval_seed: seed of the held-out evaluation episodes.
+        eval_episodes: held-out episodes per evaluation.
+        mask_ratio: fraction of target patches hidden (Painter's block masking).
+        half_mask_prob: probability of hiding the whole query half instead.
+        mixed_context_prob: probability of a mixed-context (stitched) sample.
+        num_workers: DataLoader workers.
+    """
+
+    mixture: str = "default"
+    seed: int = 0
+    eval_seed: int = 10_000
+    eval_episodes: int = 64
+    mask_ratio: float = 0.5
+    half_mask_prob: float = 0.1
+    mixed_context_prob: float = 0.0
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run.
+
+    Attributes:
+        model: registry variant to build.
+        init: optional checkpoint to start from (official Painter/SegGPT, native, HF, MAE ViT).
+        steps: optimiser steps.
+        batch_size: episodes per process per micro-batch.
+        accum_steps: micro-batches per optimiser step.
+        lr: peak learning rate (absolute), reached after ``warmup_steps``; cosine to ``min_lr``.
+        layer_decay: layer-wise lr decay (1.0 = none).
+        clip_grad: gradient-norm clip (0 = none).
+        drop_path: stochastic depth rate (overrides the variant's).
+        grad_checkpointing: recompute block activations in the backward pass.
+        precision: fp32, bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling).
+        parallel: DDP or FSDP when started with more than one process.
+        eval_every, save_every, log_every: in optimiser steps (0 = never / only at the end).
+        keep_last: checkpoints kept in the run folder.
+    """
+
+    model: str = "seggpt_vit_tiny"
+    init: str | None = None
+    steps: int = 1000
+    batch_size: int = 8
+    accum_steps: int = 1
+    lr: float = 3e-4
+    min_lr: float = 1e-6
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    layer_decay: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float = 3.0
+    drop_path: float = 0.0
+    grad_checkpointing: bool = False
+    precision: Precision = Precision.FP32
+    parallel: Parallel = Parallel.DDP
+    seed: int = 0
+    eval_every: int = 0
+    save_every: int = 0
+    log_every: int = 10
+    keep_last: int = 3
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.steps > 0, "steps must be > 0"),
+            (
+                self.batch_size > 0 and self.accum_steps > 0,
+                "batch_size and accum_steps must be > 0",
+            ),
+            (self.lr > 0 and 0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr and lr > 0"),
+            (0 <= self.warmup_steps < self.steps, "warmup_steps must be in [0, steps)"),
+            (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
+            (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
+            (self.keep_last >= 1, "keep_last must be >= 1"),
+            (0 <= self.data.mask_ratio <= 1, "data.mask_ratio must be in [0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=_enum_value))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run it continues."""
+        d = self.to_dict()
+        for key in ("steps", "eval_every", "save_every", "log_every", "keep_last"):
+            d.pop(key)
+        d["data"].pop("num_workers")
+        d["data"].pop("eval_episodes")
+        return d
+
+
+def _enum_value(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    raise TypeError(f"cannot serialise {obj!r}")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown config keys in {where}: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kind = fields[name].type
+        if name == "data" and isinstance(value, dict):
+            value = _build(DataConfig, value, f"{where}.data")
+        elif kind == "Precision":
+            value = Precision(value)
+        elif kind == "Parallel":
+            value = Parallel(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid config in {where}: {err}") from err
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML/JSON config (or the defaults) and apply ``key=value`` / ``data.key=value``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. steps=200)")
+        key, text = item.split("=", 1)
+        node = data
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = _parse_value(text)
+    return _build(TrainConfig, data, str(path or "defaults"))
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Inverse of :meth:`TrainConfig.to_dict`."""
+    return _build(TrainConfig, dict(data), "checkpoint")

@@ -1,0 +1,420 @@
+"""Training loop for SegGPT/Painter models: one process or many under ``torchrun`` (DDP/FSDP).
+
+Episode k of the data stream is a pure function of (data seed, k), so the data position is just
+a counter: resuming and sharding across ranks are exact. Checkpoints hold model, optimiser,
+scheduler, step and data position (random draws are
+re-derived from the step), are written atomically by rank 0, and carry the
+resolved config; a resume from another config is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from tqdm.auto import tqdm
+
+from data_mixtures.records import collate_episodes
+from painter.checkpoint import atomic_write, save_native, torch_load
+from painter.errors import CheckpointError
+from painter.model import PainterModel
+from painter.ops import normalize
+from painter.registry import get_config
+from seggpt.evaluation import EvalReport, evaluate
+from seggpt.init_weights import initialise_from
+from seggpt.loading import build_model
+from seggpt.predictor import SegGPTPredictor, resolve_device
+from seggpt.train_config import Parallel, Precision, TrainConfig, config_from_dict
+from seggpt.training_data import build_eval_episodes, build_train_dataset
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistEnv:
+    """Join the process group torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistEnv()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_loss: float
+    eval: EvalReport | None
+    run_dir: Path
+
+
+class Trainer:
+    """Owns one run: model, optimiser, schedule, data position, logs and checkpoints."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, *, device=None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        device = resolve_device(device)
+        self.env = setup_distributed(device)
+        if device.type == "cuda":
+            device = torch.device("cuda", self.env.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        model_config = get_config(config.model)
+        vit = model_config.vit.__class__(
+            **{**model_config.vit.__dict__, "drop_path_rate": config.drop_path}
+        )
+        model_config = model_config.__class__(**{**model_config.__dict__, "vit": vit})
+        model = build_model(model_config)
+        if config.init:
+            report = initialise_from(model, config.init)
+            logger.info(
+                "initialised from %s: %d keys left at init (%s...)",
+                config.init,
+                len(report.missing),
+                report.missing[:3],
+            )
+        model.set_grad_checkpointing(config.grad_checkpointing)
+        self.model: PainterModel = model.to(device)
+        self.wrapped = self._wrap(model)
+        self.optimizer = create_optimizer_v2(
+            model,
+            opt="adamw",
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            layer_decay=config.layer_decay if config.layer_decay < 1 else None,
+            betas=config.betas,
+        )
+        self.scheduler = CosineLRScheduler(
+            self.optimizer,
+            t_initial=config.steps,
+            lr_min=config.min_lr,
+            warmup_t=config.warmup_steps,
+            warmup_lr_init=config.min_lr,
+            t_in_epochs=False,
+        )
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=config.precision is Precision.FP16 and device.type == "cuda"
+        )
+        self.dataset = build_train_dataset(config, model_config)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _wrap(self, model: PainterModel) -> torch.nn.Module:
+        if self.env.world_size == 1:
+            return model
+        if self.config.parallel is Parallel.FSDP:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in model.backbone.blocks:
+                fully_shard(block)
+            return fully_shard(model)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        precision = self.config.precision
+        if precision is Precision.FP32:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # -- data ------------------------------------------------------------------------------------
+    def positions(self, step: int, micro: int) -> list[int]:
+        """Data positions of this rank's micro-batch ``micro`` of optimiser step ``step``."""
+        cfg = self.config
+        global_batch = cfg.batch_size * self.env.world_size
+        start = (step * cfg.accum_steps + micro) * global_batch + self.env.rank * cfg.batch_size
+        return list(range(start, start + cfg.batch_size))
+
+    def _batches(self, start_step: int) -> Iterator:
+        cfg = self.config
+        plan = [
+            self.positions(s, m)
+            for s in range(start_step, cfg.steps)
+            for m in range(cfg.accum_steps)
+        ]
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=plan,
+            collate_fn=collate_episodes,
+            num_workers=cfg.data.num_workers,
+        )
+        return iter(loader)
+
+    # -- one step --------------------------------------------------------------------------------
+    def train_step(self, batches: Iterator) -> float:
+        cfg = self.config
+        self.wrapped.train()
+        # Drop path draws from the global RNG: reseed it per (step, rank), so a resumed run
+        # draws what an uninterrupted one would. The data carries its own per-position seeds.
+        torch.manual_seed((cfg.seed * 1_000_003 + self.step) * 1_009 + self.env.rank)
+        total = 0.0
+        for micro in range(cfg.accum_steps):
+            batch = next(batches).to(self.device)
+            last = micro == cfg.accum_steps - 1
+            sync = (
+                self.wrapped.no_sync()
+                if (not last and hasattr(self.wrapped, "no_sync"))
+                else contextlib.nullcontext()
+            )
+            with sync:
+                images, targets = normalize(batch.image), normalize(batch.target)
+                with self._autocast():
+                    pred = self.wrapped(
+                        images, targets, batch.patch_mask, **self._type_kwargs(batch)
+                    )
+                loss = self.model.loss(pred, targets, batch.patch_mask, batch.valid)
+                self.scaler.scale(loss / cfg.accum_steps).backward()
+            total += loss.item() / cfg.accum_steps
+        if cfg.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.scheduler.step_update(self.step)
+        return total
+
+    def _type_kwargs(self, batch) -> dict:
+        return {"seg_type": batch.seg_type} if self.model.config.type_tokens else {}
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def eval_model(self) -> PainterModel | None:
+        """A full, unwrapped model for evaluation on rank 0 (a gathered copy under FSDP)."""
+        if self.config.parallel is Parallel.FSDP and self.env.world_size > 1:
+            state = get_model_state_dict(
+                self.wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+            if not self.env.is_main:
+                return None
+            copy = build_model(self.model.config)
+            copy.load_state_dict(state)
+            return copy
+        return self.model if self.env.is_main else None
+
+    def evaluate(self, *, shots: int = 1) -> EvalReport | None:
+        model = self.eval_model()
+        report = None
+        if model is not None:
+            was_training = model.training
+            episodes = build_eval_episodes(self.config, self.model.config, shots=max(shots, 4))
+            predictor = SegGPTPredictor(model, device=self.device)
+            report = evaluate(predictor, episodes, shots=shots)
+            model.train(was_training)
+        if self.env.world_size > 1:
+            dist.barrier()
+        return report
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _full_states(self) -> tuple[dict, dict]:
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(self.wrapped, options=options)
+        optim_state = get_optimizer_state_dict(self.wrapped, self.optimizer, options=options)
+        return model_state, optim_state
+
+    def save(self) -> Path | None:
+        model_state, optim_state = self._full_states()  # collective: every rank takes part
+        path = self.run_dir / f"checkpoint_{self.step:07d}.pt"
+        if self.env.is_main:
+            payload = {
+                "version": CHECKPOINT_VERSION,
+                "config": self.config.to_dict(),
+                "model_config": self.model.config.to_dict(),
+                "step": self.step,
+                "data_position": self.positions(self.step, 0)[0]
+                - self.env.rank * self.config.batch_size,
+                "model": model_state,
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "history": self.history,
+            }
+            atomic_write(path, lambda tmp: torch.save(payload, tmp))
+            for old in sorted(self.run_dir.glob("checkpoint_*.pt"))[: -self.config.keep_last]:
+                old.unlink()
+        if self.env.world_size > 1:
+            dist.barrier()
+        return path
+
+    def resume(self, path: str | os.PathLike) -> None:
+        payload = torch_load(Path(path))
+        if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} is not a training checkpoint of this framework")
+        theirs = config_from_dict(payload["config"]).fingerprint()
+        ours = self.config.fingerprint()
+        if theirs != ours:
+            diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+            raise CheckpointError(
+                f"{path} was trained with another config (differs in {diff}); resume with the "
+                "config stored in the run folder, or start a new run"
+            )
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
+        set_model_state_dict(self.wrapped, payload["model"], options=options)
+        set_optimizer_state_dict(
+            self.wrapped, self.optimizer, payload["optimizer"], options=options
+        )
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.step = int(payload["step"])
+        self.history = list(payload.get("history", []))
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def latest_checkpoint(self) -> Path | None:
+        found = sorted(self.run_dir.glob("checkpoint_*.pt"))
+        return found[-1] if found else None
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self, *, stop_after: int | None = None) -> TrainResult:
+        """Train to ``config.steps`` (or ``stop_after`` more steps, to simulate an interruption)."""
+        cfg = self.config
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        logs = RunLogs(self.run_dir) if self.env.is_main else None
+        batches = self._batches(self.step)
+        end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.env.is_main, desc="train")
+        loss, report, t0 = float("nan"), None, time.time()
+        while self.step < end:
+            loss = self.train_step(batches)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            row = {
+                "step": self.step,
+                "loss": loss,
+                "lr": self.optimizer.param_groups[-1]["lr"],
+                "seconds": time.time() - t0,
+            }
+            if cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                report = self.evaluate()
+                if report is not None:
+                    row.update(
+                        {
+                            "eval_miou": report.miou,
+                            **{f"eval_{k}": v for k, v in report.baselines.items()},
+                        }
+                    )
+            self.history.append(row)
+            if logs is not None and (self.step % cfg.log_every == 0 or "eval_miou" in row):
+                logs.write(row)
+            if cfg.save_every and self.step % cfg.save_every == 0 or self.step == end:
+                self.save()
+        bar.close()
+        if logs is not None:
+            logs.close(self.history)
+        if self.env.world_size > 1:
+            self._record_rank_checksums()
+        return TrainResult(self.step, loss, report, self.run_dir)
+
+    def _record_rank_checksums(self) -> None:
+        """Every rank's parameter checksum, gathered into ``rank_checksums.json`` by rank 0:
+        DDP ranks must end with identical weights."""
+        # Every rank gathers the full weights (no CPU offload, which would leave them on rank 0).
+        state = get_model_state_dict(self.wrapped, options=StateDictOptions(full_state_dict=True))
+        total = torch.tensor(
+            [
+                sum(float(v.double().abs().sum()) for v in state.values()),
+                sum(float(v.double().pow(2).sum()) for v in state.values()),
+            ]
+        )
+        gathered = [torch.zeros(2, dtype=torch.float64) for _ in range(self.env.world_size)]
+        dist.all_gather(gathered, total.double())
+        if self.env.is_main:
+            rows = [g.tolist() for g in gathered]
+            (self.run_dir / "rank_checksums.json").write_text(json.dumps(rows))
+
+    def export(self, path: str | os.PathLike, report: EvalReport | None) -> None:
+        """Write the final model in the native format (rank 0), with its eval report beside it."""
+        model = self.eval_model()
+        if model is None:
+            return
+        extra = {"train_config": json.dumps(self.config.to_dict())}
+        save_native(model, path, extra=extra)
+        if report is not None:
+            report_path = Path(path).with_suffix(".report.json")
+            text = json.dumps({"step": self.step, **report.to_dict()}, indent=2)
+            atomic_write(report_path, lambda tmp: Path(tmp).write_text(text))
+
+
+class RunLogs:
+    """CSV + TensorBoard logs and a PNG of the curves in the run folder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.csv_path = run_dir / "metrics.csv"
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional at run time
+            self.tb = None
+
+    def write(self, row: dict[str, float]) -> None:
+        new = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=sorted(row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.tb.add_scalar(key, value, row["step"])
+
+    def close(self, history: list[dict[str, float]]) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        plot_curves(history, self.run_dir / "curves.png")
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Loss and eval mIoU (with baselines) against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot([r["step"] for r in history], [r["loss"] for r in history])
+    ax_loss.set(xlabel="step", ylabel="masked smooth-L1", title="training loss", yscale="log")
+    evals = [r for r in history if "eval_miou" in r]
+    for key in ("eval_miou", "eval_all_foreground", "eval_wrong_prompt"):
+        if evals and key in evals[0]:
+            ax_iou.plot([r["step"] for r in evals], [r[key] for r in evals], "o-", label=key[5:])
+    ax_iou.set(xlabel="step", ylabel="mIoU", title="held-out episodes", ylim=(0, 1))
+    ax_iou.legend()
+    fig.tight_layout()
+    atomic_write(path.with_suffix(".png"), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

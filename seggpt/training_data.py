@@ -1,0 +1,57 @@
+"""Wiring between a training config and data_mixtures: the episode stream and the held-out
+evaluation episodes."""
+
+from __future__ import annotations
+
+from data_mixtures.evaluation import build_eval_episodes as _episodes_from
+from data_mixtures.masking import MaskingConfig
+from data_mixtures.mixture import MixtureDataset, default_entries
+from data_mixtures.records import EvalEpisode
+from data_mixtures.sampling import SamplingConfig
+from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
+from painter.config import PainterConfig
+from painter.errors import ConfigError
+from seggpt.train_config import TrainConfig
+
+MIXTURES = ("default", "synthetic")
+
+
+def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> MixtureDataset:
+    """The episode stream of ``config.data`` at the model's canvas size."""
+    data = config.data
+    if data.mixture not in MIXTURES:
+        raise ConfigError(f"unknown mixture {data.mixture!r}; bundled: {', '.join(MIXTURES)}")
+    canvas, patch = model_config.canvas_size, model_config.vit.patch_size
+    entries = default_entries(canvas, seed=data.seed)
+    if data.mixture == "synthetic":
+        entries = [e for e in entries if e.name.startswith("synthetic")]
+    return MixtureDataset(
+        entries,
+        sampling=SamplingConfig(
+            canvas_size=canvas, patch_size=patch, mix_context_prob=data.mixed_context_prob
+        ),
+        masking=MaskingConfig(mask_ratio=data.mask_ratio, half_mask_prob=data.half_mask_prob),
+        seed=data.seed,
+    )
+
+
+def held_out_source(config: TrainConfig, model_config: PainterConfig) -> SyntheticSource:
+    """Synthetic images the training stream never draws (another generator seed)."""
+    size = model_config.half_size
+    return SyntheticSource(
+        SyntheticConfig(image_size=size, num_records=100_000),
+        seed=config.data.eval_seed,
+        name="held-out-synthetic",
+    )
+
+
+def build_eval_episodes(
+    config: TrainConfig, model_config: PainterConfig, *, shots: int = 1
+) -> list[EvalEpisode]:
+    """``config.data.eval_episodes`` binary held-out episodes with ``shots`` prompts each."""
+    return _episodes_from(
+        held_out_source(config, model_config),
+        num_episodes=config.data.eval_episodes,
+        shots=shots,
+        seed=config.data.eval_seed,
+    )

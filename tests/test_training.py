@@ -1,0 +1,88 @@
+"""Trainer: exact resume, config checks, torchrun DDP, and learning on a small task."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from painter.errors import CheckpointError, ConfigError
+from seggpt.train_config import load_train_config
+from seggpt.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resume_continues_exactly(tmp_path):
+    overrides = ["steps=4", "eval_every=0", "save_every=2", "model=seggpt_test", "drop_path=0.1"]
+    config = load_train_config(SMOKE, overrides)
+    straight = Trainer(config, tmp_path / "straight", device="cpu")
+    straight.fit()
+    interrupted = Trainer(config, tmp_path / "resumed", device="cpu")
+    interrupted.fit(stop_after=2)  # "killed" after step 2; its checkpoint is on disk
+    resumed = Trainer(config, tmp_path / "resumed", device="cpu")
+    resumed.resume(resumed.latest_checkpoint())
+    assert resumed.step == 2
+    resumed.fit()
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    before = Trainer(config, tmp_path / "fresh", device="cpu")
+    assert any(not torch.allclose(a[k], before.model.state_dict()[k]) for k in a)
+
+
+def test_resume_refuses_another_config(tmp_path):
+    config = load_train_config(SMOKE, ["steps=2", "eval_every=0"])
+    trainer = Trainer(config, tmp_path, device="cpu")
+    trainer.fit()
+    other = Trainer(load_train_config(SMOKE, ["steps=2", "eval_every=0", "lr=0.5"]), tmp_path)
+    with pytest.raises(CheckpointError, match="lr"):
+        other.resume(trainer.latest_checkpoint())
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        load_train_config(SMOKE, ["stepz=3"])
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        load_train_config(SMOKE, ["steps=3", "warmup_steps=5"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_train_config(SMOKE, ["steps"])
+
+
+def test_torchrun_ddp_ranks_agree(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "tools.train",
+        "--config",
+        str(SMOKE),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--device",
+        "cpu",
+        "steps=3",
+        "eval_every=0",
+        "drop_path=0.1",
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sums = json.loads((tmp_path / "ddp" / "rank_checksums.json").read_text())
+    assert len(sums) == 2 and sums[0] == pytest.approx(sums[1], rel=1e-9)
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("checkpoint_*.pt")) == [
+        "checkpoint_0000003.pt"
+    ]

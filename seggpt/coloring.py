@@ -54,12 +54,16 @@ class PromptColoring:
         class_values: K + 1 entries; ``class_values[i]`` is what class id ``i`` was in the user's
             masks: the id itself for BINARY and INDEX, an ``(r, g, b)`` tuple for COLOR.
         kind: the kind of the prompt masks.
+        shown_ids: the ids some prompt actually shows (0 included); outputs are decoded to these
+            only, so ids missing from the prompts (gaps like {0, 3}) never appear in a result.
+            Empty means every id of the palette.
     """
 
     palette: np.ndarray
     num_classes: int
     class_values: tuple
     kind: MaskKind
+    shown_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         palette = np.array(self.palette, dtype=np.uint8)  # a private, read-only copy
@@ -205,7 +209,8 @@ def prepare_prompt_masks(
         )
     palette = seggpt_palette(num_classes)
     kind = MaskKind.BINARY if num_classes == 1 else MaskKind.INDEX
-    coloring = PromptColoring(palette, num_classes, tuple(range(num_classes + 1)), kind)
+    shown = tuple(sorted({0}.union(*(np.unique(mask).tolist() for mask in normalised))))
+    coloring = PromptColoring(palette, num_classes, tuple(range(num_classes + 1)), kind, shown)
     logger.debug("%d prompt masks, %s, %d classes", len(masks), kind.value, num_classes)
     return [index_to_color(mask, palette) for mask in normalised], coloring
 
@@ -214,7 +219,8 @@ def decode_painted(painted_rgb: np.ndarray, coloring: PromptColoring) -> np.ndar
     """Class ids of a painted output.
 
     BINARY: foreground where the mean over R, G and B is above 128, the rule of the official
-    SegGPT inference code. INDEX and COLOR: the id of the nearest palette colour, as in
+    SegGPT inference code. INDEX and COLOR: the id of the nearest palette colour (among the ids
+    the prompts show), as in
     :func:`color_to_index`; for INDEX these are the user's own ids, for COLOR look them up in
     ``coloring.class_values``.
 
@@ -231,6 +237,9 @@ def decode_painted(painted_rgb: np.ndarray, coloring: PromptColoring) -> np.ndar
             raise InvalidMaskError(f"painted image has shape {pixels.shape}; expected (H, W, 3)")
         mean = pixels.astype(np.float64).mean(axis=-1)  # (H, W)
         return (mean > BINARY_THRESHOLD).astype(np.int64)
+    if coloring.shown_ids:
+        ids = np.asarray(coloring.shown_ids, dtype=np.int64)
+        return ids[color_to_index(pixels, coloring.palette[ids])]
     return color_to_index(pixels, coloring.palette)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,3 +16,15 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Native checkpoint of a seeded random ``seggpt_test`` model; copy it before changing it."""
+    from painter.checkpoint import save_native  # imported late: the environment above comes first
+    from seggpt.loading import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model("seggpt_test")
+    return save_native(model, tmp_path_factory.mktemp("tiny") / "seggpt_test.safetensors")

@@ -199,3 +199,16 @@ def test_prompt_coloring_is_frozen_and_validated():
         coloring.palette[0, 0] = 1
     with pytest.raises(InvalidMaskError, match="expected"):
         PromptColoring(seggpt_palette(2), 3, (0, 1, 2, 3), MaskKind.INDEX)
+
+
+def test_ids_missing_from_the_prompts_never_decode():
+    mask = np.zeros((8, 8), np.int64)
+    mask[:4] = 3  # ids {0, 3}: the palette spans 0..3, but 1 and 2 are not shown
+    _, coloring = prepare_prompt_masks([mask])
+    palette = seggpt_palette(3)
+    painted = np.zeros((8, 8, 3))
+    painted[:, :4] = palette[1]  # the colour of id 1, never shown
+    painted[:, 4:] = palette[3]
+    decoded = decode_painted(painted, coloring)
+    assert set(np.unique(decoded).tolist()) <= {0, 3}
+    assert (decoded[:, 4:] == 3).all()

@@ -1,0 +1,233 @@
+"""Segment query images from example image/mask pairs with SegGPT.
+
+    python -m tools.infer --prompt-image cat.jpg --prompt-mask cat_mask.png --query photos/ \
+        --out outputs/cats
+
+For each query this writes ``<name>_mask.png`` (class ids as a palette PNG, in the prompt masks'
+colours), ``<name>_overlay.png`` (the mask over the image) and ``<name>_painted.png`` (what the
+model painted). ``<name>`` is the file's stem; queries that share a stem get their parent folders
+prefixed (``a_img``, ``b_img``) so no output is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from painter.config import SegType
+from painter.errors import InvalidImageError, PainterError
+from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
+from seggpt.coloring import MaskKind, PromptColoring
+from seggpt.ensemble import EnsembleMode
+from seggpt.loading import load_model
+from seggpt.predictor import Prediction, SegGPTPredictor
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seggpt-infer",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument(
+        "--prompt-image",
+        action="append",
+        required=True,
+        dest="prompt_images",
+        metavar="PATH",
+        help="example image; repeat for several examples",
+    )
+    parser.add_argument(
+        "--prompt-mask",
+        action="append",
+        required=True,
+        dest="prompt_masks",
+        metavar="PATH",
+        help="mask of the example image given at the same position (class ids, 0/255 or colours)",
+    )
+    parser.add_argument(
+        "--query",
+        action="append",
+        required=True,
+        dest="queries",
+        metavar="PATH",
+        help="image to segment, or a folder of them (sorted by name); repeatable",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results")
+    parser.add_argument(
+        "--checkpoint",
+        default="demo",
+        help="'demo' (default), a .safetensors/.pth file, a transformers folder or a hub id",
+    )
+    parser.add_argument("--variant", help="model variant the checkpoint must match")
+    parser.add_argument(
+        "--ensemble",
+        choices=[mode.value for mode in EnsembleMode],
+        default="feature",
+        help="how several prompts are combined (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seg-type",
+        choices=[t.name.lower() for t in SegType],
+        default="instance",
+        help="SegGPT's type token (default %(default)s)",
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="compute dtype; the half ones run under autocast (default %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=4, help="queries per pass (default 4)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except (PainterError, OSError) as err:  # OSError: an output that cannot be written
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
+    """Segment every query of ``args`` and write the results into ``args.out``."""
+    queries = expand_queries(args.queries)
+    names = output_names(queries)
+    prompt_images = [load_image(path) for path in args.prompt_images]  # fail before the model loads
+    prompt_masks = [load_mask(path) for path in args.prompt_masks]
+    predictor = SegGPTPredictor(
+        load_model(args.checkpoint, args.variant),
+        device=args.device,
+        dtype=args.dtype,
+        seg_type=SegType[args.seg_type.upper()],
+    )
+    prompts = predictor.prepare_prompts(prompt_images, prompt_masks, ensemble=args.ensemble)
+    palette = display_palette(prompts.coloring)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # Batches are written as they finish: memory stays bounded and an interrupted run keeps them.
+    with tqdm(total=len(queries), desc="segmenting", unit="image") as bar:
+        for start in range(0, len(queries), args.batch_size):
+            paths = queries[start : start + args.batch_size]
+            images = [load_image(path) for path in paths]
+            results = predictor.predict(
+                None, None, images, prompts=prompts, batch_size=args.batch_size
+            )
+            for name, image, result in zip(names[start:], images, results):
+                write_outputs(args.out, name, image, result, palette)
+            bar.update(len(paths))
+    print(f"wrote {3 * len(queries)} files for {len(queries)} queries to {args.out}")
+
+
+def expand_queries(entries: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders as their image files sorted by name; duplicates dropped."""
+    paths: list[Path] = []
+    for entry in map(Path, entries):
+        if entry.is_dir():
+            found = sorted(
+                p
+                for p in entry.iterdir()
+                if p.is_file() and _is_image_name(p) and not p.name.startswith(".")
+            )
+            if not found:
+                raise InvalidImageError(f"query folder {entry} holds no image files")
+            paths.extend(found)
+        elif entry.is_file():
+            paths.append(entry)
+        else:
+            raise InvalidImageError(f"query {entry}: no such file or folder; check the path")
+    seen: set[Path] = set()
+    unique = []
+    for path in paths:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    return unique
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """A distinct name per query for its output files.
+
+    The file's stem; where stems clash, prefixed with as many parent folders as tell the files
+    apart (``x/img.png``, ``y/img.png`` -> ``x_img``, ``y_img``), and suffixed with the extension
+    where they share a folder (``a.png``, ``a.jpg`` -> ``a_png``, ``a_jpg``).
+    """
+    resolved = [Path(path).resolve() for path in paths]
+    names = [path.stem for path in resolved]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, path in enumerate(resolved):
+        groups[path.stem].append(i)
+    for stem, members in groups.items():
+        if len(members) < 2:
+            continue
+        depth = _telling_depth({resolved[i].parent.parts[1:] for i in members})
+        for i in members:
+            folder = resolved[i].parent
+            name = "_".join((*folder.parts[1:][-depth:], stem)) if depth else stem
+            if sum(resolved[j].parent == folder for j in members) > 1:
+                name += "_" + resolved[i].suffix.lstrip(".")
+            names[i] = name
+    seen: set[str] = set()
+    for i, name in enumerate(names):  # a made-up name may still equal another file's stem
+        candidate, k = name, 1
+        while candidate in seen:
+            k += 1
+            candidate = f"{name}_{k}"
+        names[i] = candidate
+        seen.add(candidate)
+    return names
+
+
+def display_palette(coloring: PromptColoring) -> np.ndarray:
+    """(K + 1, 3) uint8 colours of the output class ids: the user's own for colour prompts."""
+    if coloring.kind is MaskKind.COLOR:
+        return np.asarray(coloring.class_values, dtype=np.uint8)
+    return coloring.palette
+
+
+def write_outputs(
+    out: Path, name: str, image: np.ndarray, result: Prediction, palette: np.ndarray
+) -> None:
+    """Write ``<name>_mask.png``, ``<name>_overlay.png`` and ``<name>_painted.png``."""
+    save_index_mask(out / f"{name}_mask.png", result.mask, palette=palette)
+    save_image(out / f"{name}_overlay.png", overlay(image, result.mask, palette))
+    save_image(out / f"{name}_painted.png", result.painted)
+
+
+def _telling_depth(folders: set[tuple[str, ...]]) -> int:
+    """Fewest trailing folder names that tell ``folders`` apart; 0 for a single folder."""
+    if len(folders) < 2:
+        return 0
+    longest = max(map(len, folders))
+    for depth in range(1, longest):
+        if len({folder[-depth:] for folder in folders}) == len(folders):
+            return depth
+    return longest  # the whole paths, which differ
+
+
+def _is_image_name(path: Path) -> bool:
+    return Image.registered_extensions().get(path.suffix.lower()) in Image.OPEN
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,12 +23,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from painter.config import SegType
-from painter.errors import InvalidImageError, PainterError
+from painter.errors import InputMismatchError, InvalidImageError, PainterError
 from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
 from seggpt.coloring import MaskKind, PromptColoring
 from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
 from seggpt.predictor import Prediction, SegGPTPredictor
+from seggpt.tuning import TunedPrompt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prompt-image",
         action="append",
-        required=True,
+        default=[],
         dest="prompt_images",
         metavar="PATH",
         help="example image; repeat for several examples",
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prompt-mask",
         action="append",
-        required=True,
+        default=[],
         dest="prompt_masks",
         metavar="PATH",
         help="mask of the example image given at the same position (class ids, 0/255 or colours)",
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="image to segment, or a folder of them (sorted by name); repeatable",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
+    parser.add_argument(
+        "--tuned-prompt",
+        type=Path,
+        help="a prompt learned by tools.tune, used instead of --prompt-image/--prompt-mask",
+    )
     parser.add_argument(
         "--checkpoint",
         default="demo",
@@ -107,15 +113,21 @@ def run(args: argparse.Namespace) -> None:
     """Segment every query of ``args`` and write the results into ``args.out``."""
     queries = expand_queries(args.queries)
     names = output_names(queries)
+    if bool(args.tuned_prompt) == bool(args.prompt_images or args.prompt_masks):
+        raise InputMismatchError(
+            "give either --prompt-image/--prompt-mask pairs or --tuned-prompt (exactly one)"
+        )
+    tuned = TunedPrompt.load(args.tuned_prompt) if args.tuned_prompt else None
     prompt_images = [load_image(path) for path in args.prompt_images]  # fail before the model loads
     prompt_masks = [load_mask(path) for path in args.prompt_masks]
-    predictor = SegGPTPredictor(
-        load_model(args.checkpoint, args.variant),
-        device=args.device,
-        dtype=args.dtype,
-        seg_type=SegType[args.seg_type.upper()],
-    )
-    prompts = predictor.prepare_prompts(prompt_images, prompt_masks, ensemble=args.ensemble)
+    model = load_model(args.checkpoint, args.variant)
+    seg_type = tuned.seg_type if tuned else SegType[args.seg_type.upper()]
+    predictor = SegGPTPredictor(model, device=args.device, dtype=args.dtype, seg_type=seg_type)
+    if tuned is not None:
+        tuned.check_model(model)
+        prompts = tuned.prepared(predictor.device)
+    else:
+        prompts = predictor.prepare_prompts(prompt_images, prompt_masks, ensemble=args.ensemble)
     palette = display_palette(prompts.coloring)
     args.out.mkdir(parents=True, exist_ok=True)
     # Batches are written as they finish: memory stays bounded and an interrupted run keeps them.

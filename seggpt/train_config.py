@@ -67,6 +67,8 @@ class TrainConfig:
         layer_decay: layer-wise lr decay (1.0 = none).
         clip_grad: gradient-norm clip (0 = none).
         drop_path: stochastic depth rate (overrides the variant's).
+        foreground_weight: loss weight of coloured target pixels relative to background (1.0 =
+            Painter's plain masked loss).
         grad_checkpointing: recompute block activations in the backward pass.
         precision: fp32, bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling).
         parallel: DDP or FSDP when started with more than one process.
@@ -87,6 +89,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 3.0
     drop_path: float = 0.0
+    foreground_weight: float = 1.0
     grad_checkpointing: bool = False
     precision: Precision = Precision.FP32
     parallel: Parallel = Parallel.DDP
@@ -108,6 +111,7 @@ class TrainConfig:
             (0 <= self.warmup_steps < self.steps, "warmup_steps must be in [0, steps)"),
             (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
             (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
+            (self.foreground_weight > 0, "foreground_weight must be > 0"),
             (self.keep_last >= 1, "keep_last must be >= 1"),
             (0 <= self.data.mask_ratio <= 1, "data.mask_ratio must be in [0, 1]"),
         ]

@@ -47,6 +47,15 @@ from seggpt.training_data import build_eval_episodes, build_train_dataset
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
+CSV_FIELDS = (
+    "step",
+    "loss",
+    "lr",
+    "seconds",
+    "eval_miou",
+    "eval_all_foreground",
+    "eval_wrong_prompt",
+)
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,7 @@ class Trainer:
                     pred = self.wrapped(
                         images, targets, batch.patch_mask, **self._type_kwargs(batch)
                     )
-                loss = self.model.loss(pred, targets, batch.patch_mask, batch.valid)
+                loss = self.model.loss(pred, targets, batch.patch_mask, self._weights(batch))
                 self.scaler.scale(loss / cfg.accum_steps).backward()
             total += loss.item() / cfg.accum_steps
         if cfg.clip_grad > 0:
@@ -208,6 +217,15 @@ class Trainer:
         self.step += 1
         self.scheduler.step_update(self.step)
         return total
+
+    def _weights(self, batch) -> torch.Tensor:
+        """Per-pixel loss weights: the batch's ``valid`` times ``foreground_weight`` on coloured
+        (non-black) target pixels, which keeps small objects from being painted away."""
+        weight = self.config.foreground_weight
+        if weight == 1.0:
+            return batch.valid
+        coloured = (batch.target.amax(dim=1) > 0.05).to(batch.valid.dtype)  # (B, H, W)
+        return batch.valid * (1.0 + (weight - 1.0) * coloured)
 
     def _type_kwargs(self, batch) -> dict:
         return {"seg_type": batch.seg_type} if self.model.config.type_tokens else {}
@@ -384,7 +402,7 @@ class RunLogs:
     def write(self, row: dict[str, float]) -> None:
         new = not self.csv_path.exists()
         with self.csv_path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=sorted(row), extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -5,15 +5,37 @@ from __future__ import annotations
 
 from data_mixtures.evaluation import build_eval_episodes as _episodes_from
 from data_mixtures.masking import MaskingConfig
-from data_mixtures.mixture import MixtureDataset, default_entries
-from data_mixtures.records import EvalEpisode
+from data_mixtures.mixture import MixtureDataset, MixtureEntry, default_entries
+from data_mixtures.records import EvalEpisode, SegType
 from data_mixtures.sampling import SamplingConfig
-from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
+from data_mixtures.synthetic import Shape, SyntheticConfig, SyntheticSource, Texture
 from painter.config import PainterConfig
 from painter.errors import ConfigError
 from seggpt.train_config import TrainConfig
 
-MIXTURES = ("default", "synthetic")
+MIXTURES = ("default", "synthetic", "easy")
+
+# "easy": three categories, one instance each, large and uncluttered; for smoke tests of learning.
+EASY_SYNTHETIC = dict(
+    categories=(
+        (Shape.CIRCLE, Texture.SOLID_NOISE),
+        (Shape.SQUARE, Texture.STRIPES),
+        (Shape.TRIANGLE, Texture.CHECKER),
+    ),
+    distractors=(),
+    categories_per_image=(2, 3),
+    instances_per_category=(1, 1),
+    distractors_per_image=(0, 0),
+    object_size=(0.2, 0.3),
+    clutter_strokes=(0, 0),
+    noise_std=2.0,
+)
+
+
+def synthetic_config(config: TrainConfig, size: tuple[int, int], records: int) -> SyntheticConfig:
+    """The synthetic images of ``config.data.mixture`` at ``size`` = (H, W)."""
+    extra = EASY_SYNTHETIC if config.data.mixture == "easy" else {}
+    return SyntheticConfig(image_size=size, num_records=records, **extra)
 
 
 def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> MixtureDataset:
@@ -22,7 +44,15 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
     if data.mixture not in MIXTURES:
         raise ConfigError(f"unknown mixture {data.mixture!r}; bundled: {', '.join(MIXTURES)}")
     canvas, patch = model_config.canvas_size, model_config.vit.patch_size
-    entries = default_entries(canvas, seed=data.seed)
+    if data.mixture == "easy":
+        source = SyntheticSource(
+            synthetic_config(config, model_config.half_size, 10_000),
+            seed=data.seed,
+            name="easy-synthetic",
+        )
+        entries = [MixtureEntry("easy-semantic", 1.0, source, SegType.SEMANTIC)]
+    else:
+        entries = default_entries(canvas, seed=data.seed)
     if data.mixture == "synthetic":
         entries = [e for e in entries if e.name.startswith("synthetic")]
     return MixtureDataset(

@@ -1,0 +1,126 @@
+"""Backbone, Painter/SegGPT modules, ops and losses on tiny configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from painter.backbone import ViTBackbone
+from painter.config import PainterConfig, SegType, ViTConfig
+from painter.errors import ConfigError
+from painter.losses import masked_smooth_l1
+from painter.model import build_painter
+from painter.ops import patchify, query_half_mask, unpatchify
+from painter.registry import get_config, list_models
+from seggpt.loading import build_model
+
+
+def test_registry_lists_the_variants_and_builds_each_tiny_one():
+    assert {"seggpt_vit_large", "painter_vit_large", "seggpt_vit_base", "seggpt_test"} <= set(
+        list_models()
+    )
+    large = get_config("seggpt_vit_large")
+    assert large.tap_blocks == (5, 11, 17, 23) and large.merge_block == 2
+    assert large.vit.window_size == 0 and large.grid == (56, 28)
+    with pytest.raises(ConfigError, match="known"):
+        get_config("seggpt_vit_gigantic")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(tap_blocks=(3, 1)), "increasing"),
+        (dict(merge_block=9), "merge_block"),
+        (dict(canvas_size=(130, 64)), "divisible"),
+        (dict(tap_blocks=(0, 3)), "merge_block"),
+    ],
+)
+def test_config_validation(change, message):
+    base = get_config("seggpt_test")
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(base, **{"merge_block": 1, **change})
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = get_config("seggpt_demo")
+    assert PainterConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_windowed_backbone_taps_and_grad_checkpointing():
+    torch.manual_seed(0)
+    cfg = ViTConfig(
+        embed_dim=32,
+        depth=4,
+        num_heads=2,
+        window_size=3,
+        global_attn_blocks=(1, 3),
+        rel_pos_grid=(5, 7),
+        pos_embed_grid=(5, 7),
+        pos_embed_prefix=0,
+    )
+    net = ViTBackbone(cfg)
+    with torch.no_grad():
+        for blk in net.blocks:  # non-zero relative position so it matters
+            blk.attn.rel_pos_h.normal_()
+            blk.attn.rel_pos_w.normal_()
+    assert net.blocks[0].window_size == 3 and net.blocks[1].window_size == 0
+    assert net.blocks[0].attn.rel_pos_h.shape == (5, 16) and net.blocks[1].attn.rel_pos_h.shape == (
+        9,
+        16,
+    )
+    x = torch.randn(2, 3, 80, 112, requires_grad=True)
+    last, taps = net(x, taps=(1, 2))
+    assert last.shape == (2, 5, 7, 32) and len(taps) == 2
+    grad = torch.autograd.grad(last.sum(), x)[0]
+    net.set_grad_checkpointing(True)
+    last_ckpt, _ = net(x, taps=(1, 2))
+    grad_ckpt = torch.autograd.grad(last_ckpt.sum(), x)[0]
+    assert torch.allclose(last, last_ckpt) and torch.allclose(grad, grad_ckpt, atol=1e-6)
+    # another input size: pos embed and rel-pos tables are resized, nothing breaks
+    assert net(torch.randn(1, 3, 48, 64))[0].shape == (1, 3, 4, 32)
+
+
+def test_painter_learns_a_batch_and_loss_edge_cases():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(get_config("seggpt_test"), type_tokens=False)
+    model = build_painter(cfg)
+    images, targets = torch.randn(2, 3, 128, 64), torch.randn(2, 3, 128, 64)
+    mask = query_half_mask(2, cfg.grid)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        loss = model.loss(model(images, targets, mask), targets, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    nothing = torch.zeros_like(mask)
+    zero = masked_smooth_l1(images, targets, nothing, patch_size=16)
+    assert zero.item() == 0.0 and not torch.isnan(zero)
+
+
+def test_mask_token_hides_the_target():
+    """Hidden target patches carry no information: changing them leaves the output unchanged."""
+    torch.manual_seed(0)
+    model = build_model("seggpt_test").eval()
+    images, targets = torch.randn(1, 3, 128, 64), torch.randn(1, 3, 128, 64)
+    mask = query_half_mask(1, model.config.grid)
+    changed = targets.clone()
+    changed[..., 64:, :] = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a = model(images, targets, mask)
+        b = model(images, changed, mask)
+        c = model(images, targets, mask, seg_type=SegType.SEMANTIC)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)  # the type token matters
+
+
+def test_patchify_round_trip_any_size():
+    x = torch.randn(2, 3, 48, 80)
+    patches = patchify(x, 16)
+    assert patches.shape == (2, 15, 768)
+    assert torch.equal(unpatchify(patches, 16, (3, 5)), x)
+    assert torch.equal(patches[0, 1, :3], x[0, :, 0, 16])  # pixel order (p, q, c)

@@ -141,7 +141,8 @@ class ViTBackbone(nn.Module):
         grid_h, grid_w = config.pos_embed_grid
         n_pos = config.pos_embed_prefix + grid_h * grid_w
         self.pos_embed = nn.Parameter(torch.zeros(1, n_pos, config.embed_dim))
-        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        steps = max(config.depth - 1, 1)  # linear 0 .. rate; plain floats so meta init works
+        rates = [config.drop_path_rate * i / steps for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, i, rates[i]) for i in range(config.depth))
         self.grad_checkpointing = False
         trunc_normal_(self.pos_embed, std=0.02)

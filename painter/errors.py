@@ -34,3 +34,7 @@ class CheckpointError(PainterError, ValueError):
 
 class DatasetError(PainterError, ValueError):
     """A dataset folder or mixture is malformed."""
+
+
+class InvalidVideoError(InvalidImageError):
+    """A video or frame folder cannot be decoded, or its frames disagree in size."""

@@ -162,10 +162,17 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def _parse_value(text: str) -> Any:
+    """YAML scalars, plus numbers YAML 1.1 reads as strings (``1e-3``)."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:

@@ -1,0 +1,204 @@
+"""Video object segmentation: propagate a first-frame mask through a video with SegGPT.
+
+    python -m tools.vos --video clips/dogs.mp4 --first-mask clips/dogs_00000.png --out outputs/vos
+    python -m tools.vos --davis data/DAVIS --imageset data/DAVIS/ImageSets/2017/val.txt \
+        --out outputs/davis --overlay none
+    python -m tools.vos --synthetic 0 --out outputs/vos     # the bundled synthetic video
+
+Each frame is prompted with the first frame and its mask plus the ``--memory`` latest frames and
+their predictions (feature ensemble). Writes DAVIS-style palette PNGs ``<out>/<video>/<frame>.png``
+(the first frame's is the given mask) and an overlay ``<out>/<video>_overlay.gif`` (or .mp4), and
+reports frames per second. Score the PNGs with ``python -m tools.eval_vos``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from data_mixtures.video import SyntheticVideoConfig, save_davis, synthetic_video
+from painter.config import SegType
+from painter.errors import DatasetError, PainterError
+from painter.io import overlay, save_index_mask
+from seggpt.loading import load_model
+from seggpt.predictor import SegGPTPredictor
+from seggpt.video import DEFAULT_MEMORY, VideoSegmenter
+from seggpt.video_io import OverlayFormat, OverlayWriter, VideoFrames
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seggpt-vos", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", type=Path, help="a folder of frames or a video file")
+    source.add_argument("--davis", type=Path, help="a DAVIS root: every sequence of --imageset")
+    source.add_argument(
+        "--synthetic", type=int, metavar="SEED", help="the bundled synthetic video of this seed"
+    )
+    parser.add_argument("--first-mask", type=Path, help="objects in frame 0 (with --video)")
+    parser.add_argument("--name", help="output folder name of --video (default: its stem)")
+    parser.add_argument("--imageset", type=Path, help="DAVIS sequence list (default: all)")
+    parser.add_argument("--resolution", default="480p", help="DAVIS resolution folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the results")
+    parser.add_argument(
+        "--memory",
+        type=_non_negative_int,
+        default=DEFAULT_MEMORY,
+        help="previous frames kept as prompts besides the first (default %(default)s)",
+    )
+    parser.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    parser.add_argument(
+        "--overlay", choices=[f.value for f in OverlayFormat], default="gif", help="overlay video"
+    )
+    parser.add_argument("--fps", type=float, default=10.0, help="overlay frame rate")
+    parser.add_argument("--overwrite", action="store_true", help="redo finished DAVIS sequences")
+    parser.add_argument("--checkpoint", default="demo", help="'demo', a file, folder or hub id")
+    parser.add_argument("--variant", help="model variant the checkpoint must match")
+    parser.add_argument("--seg-type", choices=[t.name.lower() for t in SegType], default="instance")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except (PainterError, OSError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def collect_jobs(args: argparse.Namespace) -> list[tuple[str, VideoFrames, Path]]:
+    """(name, frames, first-frame mask) of every video ``args`` names; checks inputs early."""
+    if args.video is not None:
+        if args.first_mask is None:
+            raise DatasetError("--video needs --first-mask, the objects' mask of frame 0")
+        frames = VideoFrames(args.video)
+        return [(args.name or args.video.stem, frames, args.first_mask)]
+    if args.synthetic is not None:
+        video = synthetic_video(SyntheticVideoConfig(), seed=args.synthetic)
+        root = save_davis(video, args.out / "synthetic_data", resolution=args.resolution)
+        print(f"synthetic video and its ground truth: {root}")
+        return davis_jobs(root, [video.name], args.resolution)
+    names = None
+    if args.imageset is not None:
+        names = [line.strip() for line in args.imageset.read_text().splitlines() if line.strip()]
+    return davis_jobs(args.davis, names, args.resolution)
+
+
+def davis_jobs(
+    root: Path, names: list[str] | None, resolution: str
+) -> list[tuple[str, VideoFrames, Path]]:
+    """DAVIS sequences: frames in JPEGImages/<res>/<seq>, masks in Annotations/<res>/<seq>."""
+    images, annotations = root / "JPEGImages" / resolution, root / "Annotations" / resolution
+    for folder in (images, annotations):
+        if not folder.is_dir():
+            raise DatasetError(f"{root} lacks the folder {folder.relative_to(root)}/")
+    names = names if names is not None else sorted(p.name for p in images.iterdir() if p.is_dir())
+    jobs = []
+    for name in names:
+        frames = VideoFrames(images / name)
+        first_mask = annotations / name / f"{frames.name(0)}.png"
+        if not first_mask.is_file():
+            raise DatasetError(f"sequence {name}: first-frame mask {first_mask} is missing")
+        jobs.append((name, frames, first_mask))
+    return jobs
+
+
+def run(args: argparse.Namespace) -> None:
+    jobs = collect_jobs(args)  # input errors surface before the model loads
+    todo = [job for job in jobs if args.overwrite or not _finished(args.out / job[0], job[1])]
+    if len(todo) < len(jobs):
+        print(f"{len(jobs) - len(todo)} finished sequence(s) kept; --overwrite redoes them")
+    if not todo:
+        return
+    predictor = SegGPTPredictor(
+        load_model(args.checkpoint, args.variant),
+        device=args.device,
+        dtype=args.dtype,
+        seg_type=SegType[args.seg_type.upper()],
+    )
+    segmenter = VideoSegmenter(predictor, memory_size=args.memory)
+    total_frames, total_seconds = 0, 0.0
+    for name, frames, first_mask in todo:
+        count, seconds = segment_video(segmenter, name, frames, first_mask, args)
+        total_frames, total_seconds = total_frames + count, total_seconds + seconds
+        print(f"{name}: {count + 1} frames -> {args.out / name} ({count / seconds:.2f} frames/s)")
+    if total_seconds > 0:
+        rate = total_frames / total_seconds
+        print(f"segmented {total_frames} frames in {total_seconds:.1f} s: {rate:.2f} frames/s")
+
+
+def segment_video(
+    segmenter: VideoSegmenter,
+    name: str,
+    frames: VideoFrames,
+    first_mask: Path,
+    args: argparse.Namespace,
+) -> tuple[int, float]:
+    """Write one video's masks (and overlay); returns (frames predicted, seconds spent on them)."""
+    out = args.out / name
+    writer = None
+    if args.overlay != OverlayFormat.NONE.value:
+        writer = OverlayWriter(
+            args.out / f"{name}_overlay.{args.overlay}", args.overlay, fps=args.fps
+        )
+    limit = args.max_frames or None  # None: to the end, whatever the container's frame count
+    expected = len(frames) if limit is None else min(limit, len(frames))
+    iterator = iter(frames)
+    first = next(iterator)
+    state = segmenter.start(first, first_mask)
+    palette = state.display_palette
+    _write(out, frames.name(0), first, state.first.mask, palette, writer)
+    seconds, count = 0.0, 0
+    for index, frame in enumerate(
+        tqdm(iterator, total=max(0, expected - 1), desc=name, unit="frame"), start=1
+    ):
+        if limit is not None and index >= limit:
+            break
+        start = time.perf_counter()
+        mask = segmenter.step(state, frame)
+        seconds += time.perf_counter() - start
+        count += 1
+        _write(out, frames.name(index), frame, mask, palette, writer)
+    if writer is not None and (path := writer.close()) is not None:
+        print(f"overlay: {path}")
+    return count, max(seconds, 1e-9)
+
+
+def _write(out: Path, stem: str, frame, mask, palette, writer: OverlayWriter | None) -> None:
+    save_index_mask(out / f"{stem}.png", mask, palette=palette)
+    if writer is not None:
+        writer.add(overlay(frame, mask, palette))
+
+
+def _finished(out: Path, frames: VideoFrames) -> bool:
+    return out.is_dir() and all(
+        (out / f"{frames.name(i)}.png").is_file() for i in range(len(frames))
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -284,13 +284,18 @@ def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
     return _from_foreign_state(dict(obj), str(path), hf_config=None, official_config=config)
 
 
-def _read_safetensors(path: Path) -> RawCheckpoint:
+def read_safetensors(path: str | os.PathLike) -> tuple[StateDict, dict[str, str]]:
+    """Tensors and metadata of a safetensors file; CheckpointError if it cannot be read."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        state = load_file(str(path))
+        return load_file(str(path)), meta
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+
+
+def _read_safetensors(path: Path) -> RawCheckpoint:
+    state, meta = read_safetensors(path)
     if meta.get("format") == NATIVE_FORMAT:
         config = PainterConfig.from_dict(json.loads(meta["config"]))
         extra = {k: v for k, v in meta.items() if k not in ("format", "config")}

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from painter.checkpoint import atomic_write
+from painter.checkpoint import atomic_write, read_safetensors
 from painter.config import SegType
 from painter.errors import CheckpointError, InputMismatchError
 from painter.model import PainterModel
@@ -97,12 +96,7 @@ class TunedPrompt:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TunedPrompt:
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable tuned prompt: {err}") from None
+        tensors, meta = read_safetensors(path)
         if meta.get("format") != TUNED_FORMAT:
             raise CheckpointError(f"{path} is not a tuned prompt (made by tools.tune)")
         return cls(

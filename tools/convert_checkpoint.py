@@ -13,14 +13,14 @@ code ignores), ``hf`` (a ``SegGptForImageSegmentation`` folder: config.json + mo
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from painter.checkpoint import CheckpointFormat, save_hf, save_native, save_official
-from painter.errors import CheckpointError, PainterError
+from painter.errors import CheckpointError
 from seggpt.loading import load_model
+from tools.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,14 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def convert_and_tell() -> None:
         convert(args.src, args.dst, CheckpointFormat(args.to), variant=args.variant)
-    except (PainterError, OSError) as err:  # OSError: an output that cannot be written
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.dst} ({args.to})")
-    return 0
+        print(f"wrote {args.dst} ({args.to})")
+
+    return run_cli(convert_and_tell)
 
 
 def convert(

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from painter.errors import PainterError
 from painter.io import default_palette, overlay, save_image, save_index_mask
 from seggpt import SegGPTPredictor, load_model
 from seggpt.evaluation import IoUAccumulator
 from seggpt.samples import Sample, bundled_samples
+from tools.cli import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
+
+    def run() -> None:
         predictor = SegGPTPredictor(
             load_model(args.checkpoint), device=args.device, dtype=args.dtype
         )
@@ -54,10 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         _figure(out / "demo.png", samples, predictor)
         (out / "scores.json").write_text(json.dumps(scores, indent=2))
         print(f"wrote masks, overlays and {out / 'demo.png'}")
-    except PainterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(run)
 
 
 def _write(out: Path, sample: Sample, pred) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,11 +28,11 @@ from data_mixtures.sources.fewshot import (
     pascal5i_fold,
 )
 from painter.config import SegType
-from painter.errors import PainterError
 from seggpt.ensemble import EnsembleMode
 from seggpt.fewshot import FewShotReport, FoldResult, evaluate_fold
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
+from tools.cli import positive_int, run_cli
 
 BENCHMARKS = {"pascal": "pascal-5i", "coco": "coco-20i", "fss": "fss-1000", "folder": "folder"}
 
@@ -52,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(range(NUM_FOLDS)),
         help="PASCAL/COCO folds to run (default all four); FSS and folders have one",
     )
-    parser.add_argument("--shots", type=_positive_int, default=1, help="supports per episode")
+    parser.add_argument("--shots", type=positive_int, default=1, help="supports per episode")
     parser.add_argument(
         "--episodes",
-        type=_positive_int,
+        type=positive_int,
         help="episodes per fold (default: 1000; FSS-1000: every test image once)",
     )
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
@@ -85,16 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = run(args)
-    except (PainterError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    print(report.table())
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
+
+    def report() -> None:
+        print(run(args).table())
+        if args.out:
+            print(f"wrote {args.out}")
+
+    return run_cli(report)
 
 
 def build_folds(args: argparse.Namespace) -> list[FewShotFold]:
@@ -170,13 +166,6 @@ def _write_json(path: Path, data: dict) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from painter.errors import DatasetError, InvalidMaskError, PainterError
+from painter.errors import DatasetError, InvalidMaskError
 from painter.io import load_mask
 from seggpt.vos_metrics import SequenceScore, VOSReport, score_sequence
+from tools.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,18 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = evaluate_folders(args.results, args.annotations, sequence_names(args))
-    except (PainterError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    print(report.table())
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
-    return 0
+
+    def report() -> None:
+        result = evaluate_folders(args.results, args.annotations, sequence_names(args))
+        print(result.table())
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+            print(f"wrote {args.json}")
+
+    return run_cli(report)
 
 
 def sequence_names(args: argparse.Namespace) -> list[str]:

@@ -12,7 +12,6 @@ prefixed (``a_img``, ``b_img``) so no output is overwritten.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,13 +22,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from painter.config import SegType
-from painter.errors import InputMismatchError, InvalidImageError, PainterError
+from painter.errors import InputMismatchError, InvalidImageError
 from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
 from seggpt.coloring import MaskKind, PromptColoring
 from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
 from seggpt.predictor import Prediction, SegGPTPredictor
 from seggpt.tuning import TunedPrompt
+from tools.cli import positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,20 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute dtype; the half ones run under autocast (default %(default)s)",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=4, help="queries per pass (default 4)"
+        "--batch-size", type=positive_int, default=4, help="queries per pass (default 4)"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (PainterError, OSError) as err:  # OSError: an output that cannot be written
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -232,13 +226,6 @@ def _telling_depth(folders: set[tuple[str, ...]]) -> int:
 
 def _is_image_name(path: Path) -> bool:
     return Image.registered_extensions().get(path.suffix.lower()) in Image.OPEN
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 if __name__ == "__main__":

@@ -10,16 +10,15 @@ classes.txt, see data_mixtures.sources.folder). Use the result with
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from data_mixtures.sources.folder import SemanticFolderSource
-from painter.errors import PainterError
 from seggpt.loading import load_model
 from seggpt.predictor import resolve_device
 from seggpt.tuning import TunedPrompt, tune_prompt, tuning_data
+from tools.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
+
+    def run() -> None:
         source = SemanticFolderSource(args.data)
         records = [r for r in (source.get(i) for i in range(len(source))) if r is not None]
         num_classes = max(int(r.semantic.max()) for r in records)
@@ -65,10 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         tuned.save(args.out)
         print(f"wrote {args.out} ({tuned.step} steps, {num_classes} classes)")
-    except PainterError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

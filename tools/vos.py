@@ -14,7 +14,6 @@ reports frames per second. Score the PNGs with ``python -m tools.eval_vos``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -24,12 +23,13 @@ from tqdm.auto import tqdm
 
 from data_mixtures.video import SyntheticVideoConfig, save_davis, synthetic_video
 from painter.config import SegType
-from painter.errors import DatasetError, PainterError
+from painter.errors import DatasetError
 from painter.io import overlay, save_index_mask
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.video import DEFAULT_MEMORY, VideoSegmenter
 from seggpt.video_io import OverlayFormat, OverlayWriter, VideoFrames
+from tools.cli import non_negative_int, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument(
         "--memory",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_MEMORY,
         help="previous frames kept as prompts besides the first (default %(default)s)",
     )
-    parser.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument(
         "--overlay", choices=[f.value for f in OverlayFormat], default="gif", help="overlay video"
     )
@@ -67,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (PainterError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
 
 
 def collect_jobs(args: argparse.Namespace) -> list[tuple[str, VideoFrames, Path]]:
@@ -184,20 +178,6 @@ def _finished(out: Path, frames: VideoFrames) -> bool:
     return out.is_dir() and all(
         (out / f"{frames.name(i)}.png").is_file() for i in range(len(frames))
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""What every command-line tool shares: one-line errors with exit code 2, argparse number types."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from painter.errors import PainterError
+
+
+def run_cli(run: Callable[[], object]) -> int:
+    """Call ``run``; a PainterError (or an OSError from writing outputs) becomes one readable
+    ``error: ...`` line on stderr and exit code 2 instead of a traceback."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run()
+    except (PainterError, OSError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = _at_least(1)
+non_negative_int = _at_least(0)

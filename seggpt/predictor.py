@@ -28,6 +28,7 @@ from seggpt.ensemble import EnsembleMode, grid_side, tile_grid
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class Prediction:
     """One query's result.

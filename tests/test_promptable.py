@@ -1,0 +1,395 @@
+"""The promptable model on a tiny random variant: predictor, bad inputs, automatic masks,
+refinement, checkpoints and the two CLIs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from painter.errors import CheckpointError, ConfigError, InputMismatchError, InvalidMaskError
+from painter.promptable import (
+    AutomaticMaskGenerator,
+    PromptablePredictor,
+    automatic,
+    build_sam,
+    class_map,
+    get_sam_config,
+    list_sam_models,
+    refine_mask,
+    save_sam,
+)
+from painter.promptable.config import SamConfig, sam_encoder
+from painter.promptable.refine import component_prompts
+from painter.promptable.transforms import (
+    image_to_input_coords,
+    masks_to_boxes,
+    normalize_and_pad,
+    resized_size,
+    upscale_logits,
+)
+from tools import auto_masks
+from tools import promptable as promptable_cli
+
+HEIGHT, WIDTH = 90, 140  # resized to 164 x 256 inside the 256 x 256 input
+
+
+def scene(height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> np.ndarray:
+    """A noisy background with a bright rectangle and a dark disc."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(90, 140, (height, width, 3)).astype(np.uint8)
+    image[10:40, 15:60] = (230, 40, 40)
+    yy, xx = np.mgrid[:height, :width]
+    image[(yy - 60) ** 2 + (xx - 100) ** 2 < 15**2] = (20, 20, 160)
+    return image
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_sam("sam_tiny")
+
+
+@pytest.fixture
+def predictor(model):
+    predictor = PromptablePredictor(model, device="cpu")
+    predictor.set_image(scene())
+    return predictor
+
+
+# -- config and registry --------------------------------------------------------------------------
+def test_registry_and_config_round_trip():
+    assert list_sam_models() == ["sam_tiny", "sam_vit_b", "sam_vit_h", "sam_vit_l"]
+    config = get_sam_config("sam_vit_l")
+    assert config.encoder.global_attn_blocks == (5, 11, 17, 23) and config.grid == 64
+    assert SamConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="sam_tiny"):
+        get_sam_config("sam_vit_x")
+    with pytest.raises(ConfigError, match="embedding grid"):
+        SamConfig(encoder=sam_encoder(64, 2, 2, (1,), image_size=256), image_size=512)
+
+
+def test_vit_b_matches_meta_layout_without_running_it():
+    """Our sam_vit_b, written with Meta's names, has exactly Meta's keys and shapes."""
+    build = pytest.importorskip("segment_anything.build_sam")
+    from painter.promptable.checkpoint import native_to_official
+    from painter.promptable.model import build_sam_from_config
+
+    with torch.device("meta"):  # shapes only: nothing is allocated or run
+        ours = build_sam_from_config(get_sam_config("sam_vit_b"))
+        reference = build.build_sam_vit_b(checkpoint=None).state_dict()
+    state = native_to_official(ours.state_dict(), ours.config)
+    assert len(state) == len(reference) == 314
+    assert {k: tuple(v.shape) for k, v in state.items()} == {
+        k: tuple(v.shape) for k, v in reference.items()
+    }
+    parameters = sum(p.numel() for p in ours.parameters())
+    assert parameters == 93_735_472  # 93.7M, as published
+
+
+# -- pure transforms ----------------------------------------------------------------------------
+def test_transforms():
+    assert resized_size((480, 640), 1024) == (768, 1024)
+    assert resized_size((HEIGHT, WIDTH), 256) == (165, 256)
+    coords = image_to_input_coords(torch.tensor([[70.0, 45.0]]), (90, 140), (165, 256))
+    assert torch.allclose(coords, torch.tensor([[128.0, 82.5]]))
+    pixels = torch.full((1, 3, 2, 3), 255.0)
+    out = normalize_and_pad(pixels, torch.zeros(3), torch.full((3,), 255.0), 4)
+    assert out.shape == (1, 3, 4, 4) and out[0, 0, :2, :3].eq(1).all()
+    assert out[..., 2:, :].eq(0).all() and out[..., :, 3:].eq(0).all()  # bottom/right padding
+    low = torch.zeros(1, 1, 8, 8)
+    low[..., :4, :] = 5.0  # positive over the top half of the padded input
+    up = upscale_logits(low, input_size=(16, 32), original_size=(4, 8), image_size=32)
+    assert up.shape == (1, 1, 4, 8) and up.gt(0).all()  # the image covers only the top half
+    boxes = masks_to_boxes(torch.tensor([[[0, 1, 1], [0, 0, 1]], [[0, 0, 0], [0, 0, 0]]]).bool())
+    assert boxes.tolist() == [[1, 0, 2, 1], [0, 0, 0, 0]]
+
+
+# -- predictor ------------------------------------------------------------------------------------
+def test_predict_caches_the_embedding(model, monkeypatch):
+    predictor = PromptablePredictor(model, device="cpu")
+    calls = []
+    original = model.encode_images
+    monkeypatch.setattr(model, "encode_images", lambda x: calls.append(1) or original(x))
+    predictor.set_image(scene())
+    first = predictor.predict(points=[[30, 20]], labels=[1])
+    second = predictor.predict(points=[[30, 20]], labels=[1])
+    assert len(calls) == 1
+    assert np.array_equal(first.masks, second.masks)
+    assert np.array_equal(first.low_res_logits, second.low_res_logits)
+    assert first.masks.shape == (1, 3, HEIGHT, WIDTH) and first.masks.dtype == bool
+    assert first.scores.shape == (1, 3) and first.low_res_logits.shape == (1, 3, 64, 64)
+    assert first.best().shape == (1, HEIGHT, WIDTH)
+
+
+def test_predictor_equals_the_module_on_an_input_sized_image(model):
+    image = scene(256, 256, seed=1)
+    predictor = PromptablePredictor(model, device="cpu")
+    predictor.set_image(image)
+    result = predictor.predict(points=[[100, 40], [10, 200]], labels=[1, 0], multimask=False)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        low, iou = model(
+            model.preprocess(pixels),
+            points=torch.tensor([[[100.0, 40.0], [10.0, 200.0]]]),
+            labels=torch.tensor([[1, 0]]),
+            multimask=False,
+        )
+    assert np.allclose(result.low_res_logits, low.numpy(), atol=1e-5)
+    assert np.allclose(result.scores, iou.numpy(), atol=1e-5)
+
+
+def test_batched_ragged_and_feedback_prompts(predictor):
+    rows = predictor.predict(
+        points=[[[30, 20]], [[100, 60]]],
+        box=[[10, 5, 70, 45], [80, 40, 120, 80]],
+        multimask=False,
+    )
+    assert rows.masks.shape == (2, 1, HEIGHT, WIDTH)
+    ragged = predictor.predict(points=[[[30, 20]], [[100, 60], [5, 5]]], labels=[[1], [1, 0]])
+    assert ragged.masks.shape == (2, 3, HEIGHT, WIDTH)
+    alone = predictor.predict(points=[[100, 60], [5, 5]], labels=[1, 0])
+    assert np.allclose(ragged.low_res_logits[1], alone.low_res_logits[0], atol=1e-5)
+    again = predictor.predict(
+        points=[[30, 20]], mask_input=rows.low_res_logits[:1, 0], multimask=False
+    )
+    assert again.masks.shape == (1, 1, HEIGHT, WIDTH)
+    box_only = predictor.predict(box=[0, 0, WIDTH, HEIGHT])
+    assert box_only.scores.shape == (1, 3)
+
+
+def test_bfloat16_autocast_is_close_to_float32(model):
+    image = scene()
+    results = []
+    for dtype in ("float32", "bfloat16"):
+        predictor = PromptablePredictor(model, device="cpu", dtype=dtype)
+        predictor.set_image(image)
+        results.append(predictor.predict(points=[[30, 20]], box=[10, 5, 70, 45]))
+    full, half = results
+    assert half.low_res_logits.dtype == np.float32 and half.masks.shape == full.masks.shape
+    scale = np.abs(full.low_res_logits).max()
+    assert np.abs(half.low_res_logits - full.low_res_logits).max() < 0.1 * scale
+
+
+BAD_PROMPTS = {
+    "point outside": (dict(points=[[WIDTH + 5, 10]]), InputMismatchError, "outside"),
+    "negative point": (dict(points=[[-1, 10]]), InputMismatchError, "outside"),
+    "label 2": (dict(points=[[5, 5]], labels=[2]), InputMismatchError, "1 .foreground. or 0"),
+    "labels count": (dict(points=[[5, 5]], labels=[1, 1]), InputMismatchError, "one label"),
+    "point shape": (dict(points=[5, 5, 5]), InputMismatchError, r"\(N, 2\)"),
+    "two boxes in a row": (
+        dict(box=[[[0, 0, 5, 5], [1, 1, 6, 6]]]),
+        InputMismatchError,
+        "more than one box per prompt row",
+    ),
+    "x1 < x0": (dict(box=[50, 5, 10, 20]), InputMismatchError, "x1 < x0"),
+    "box outside": (dict(box=[0, 0, WIDTH + 50, 20]), InputMismatchError, "outside"),
+    "mask size": (dict(mask_input=np.zeros((32, 32))), InvalidMaskError, "64x64"),
+    "rows disagree": (
+        dict(points=[[[5, 5]], [[6, 6]]], box=[0, 0, 9, 9]),
+        InputMismatchError,
+        "rows disagree",
+    ),
+    "nothing": (dict(), InputMismatchError, "at least one prompt"),
+    "labels alone": (dict(labels=[1], box=[0, 0, 5, 5]), InputMismatchError, "without points"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PROMPTS))
+def test_bad_prompts_say_what_to_fix(predictor, case):
+    kwargs, error, message = BAD_PROMPTS[case]
+    with pytest.raises(error, match=message):
+        predictor.predict(**kwargs)
+
+
+def test_predict_before_set_image(model):
+    with pytest.raises(InputMismatchError, match="set_image"):
+        PromptablePredictor(model, device="cpu").predict(points=[[1, 1]])
+
+
+# -- automatic masks ------------------------------------------------------------------------------
+def test_automatic_masks_give_a_valid_class_map_and_rles(predictor):
+    generator = AutomaticMaskGenerator(
+        predictor,
+        points_per_side=6,
+        points_per_batch=16,
+        pred_iou_thresh=-1.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=0.95,
+        crop_n_layers=1,
+        min_mask_region_area=10,
+    )
+    image = scene()
+    masks = generator.generate(image)
+    assert masks, "with thresholds off the random model must keep some masks"
+    scores = [m.predicted_iou for m in masks]
+    assert scores == sorted(scores, reverse=True)
+    classes = class_map(masks, image.shape[:2])
+    assert classes.shape == image.shape[:2] and classes.dtype == np.int64
+    assert classes.min() >= 0 and classes.max() <= len(masks)
+    for index, found in enumerate(masks):
+        mask = found.mask()
+        assert mask.shape == image.shape[:2] and mask.sum() == found.area > 0
+        assert not (classes == index + 1)[~mask].any()  # a pixel shows only a mask it is in
+        x, y, w, h = found.bbox
+        rows, cols = np.nonzero(mask)
+        assert (x, y, x + w - 1, y + h - 1) == (cols.min(), rows.min(), cols.max(), rows.max())
+        assert json.loads(json.dumps(found.to_json()))["rle"] == found.rle
+    assert (classes > 0).sum() == np.any([m.mask() for m in masks], axis=0).sum()
+
+
+def test_rle_encoder_without_pycocotools_agrees(monkeypatch):
+    mask = np.zeros((7, 9), dtype=bool)
+    mask[1:4, 2:7] = True
+    mask[6, 0] = True
+    with_c = automatic.encode_rle(mask)
+    monkeypatch.setattr(automatic, "_coco_mask", None)
+    assert automatic.encode_rle(mask) == with_c
+    assert np.array_equal(automatic.decode_rle(with_c), mask)
+
+
+def test_automatic_helpers():
+    assert automatic.point_grid(2).tolist() == [
+        [0.25, 0.25],
+        [0.75, 0.25],
+        [0.25, 0.75],
+        [0.75, 0.75],
+    ]
+    crops = automatic.crop_boxes((100, 200), 1, 0.5)
+    assert crops[0] == ((0, 0, 200, 100), 0) and len(crops) == 5
+    assert all(box[2] <= 200 and box[3] <= 100 for box, _ in crops)
+    logits = torch.tensor([[[3.0, 0.5, -0.5, -3.0]], [[-3.0, -3.0, -3.0, -3.0]]])
+    assert automatic.stability_scores(logits, 0.0, 1.0).tolist() == pytest.approx([1 / 3, 0.0])
+    near = automatic.box_near_crop_edge(
+        torch.tensor([[5.0, 5.0, 95.0, 40.0], [30.0, 5.0, 60.0, 40.0]]),
+        (0, 0, 100, 50),
+        (0, 0, 200, 50),
+    )
+    assert near.tolist() == [True, False]  # x1 = 95 sits on the inner crop edge at 100
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[1:8, 1:8] = True
+    mask[4, 4] = False  # a one-pixel hole
+    mask[9, 9] = True  # a one-pixel island
+    filled, changed = automatic.remove_small_regions(mask, 3, fill_holes=True)
+    assert changed and filled[4, 4]
+    pruned, changed = automatic.remove_small_regions(filled, 3, fill_holes=False)
+    assert changed and not pruned[9, 9] and pruned.sum() == 49
+
+
+# -- refinement -----------------------------------------------------------------------------------
+def test_component_prompts():
+    mask = np.zeros((20, 30), dtype=np.int64)
+    mask[2:7, 3:12] = 1
+    mask[10:19, 20:29] = 2
+    mask[15, 2] = 1  # too small
+    prompts = component_prompts(mask, min_area=4)
+    assert [(p.class_id, p.area) for p in prompts] == [(1, 45), (2, 81)]
+    assert prompts[0].box.tolist() == [3, 2, 11, 6] and prompts[0].point.tolist() == [7, 4]
+    assert prompts[1].box.tolist() == [20, 10, 28, 18] and prompts[1].point.tolist() == [24, 14]
+
+
+def test_refine_mask_keeps_size_and_ids(predictor):
+    image = scene()
+    mask = np.zeros(image.shape[:2], dtype=np.int64)
+    mask[12:38, 18:58] = 3
+    mask[50:70, 90:110] = 5
+    mask[0, 0] = 5  # a speck below min_area stays as it is
+    refined = refine_mask(predictor, image, mask, min_area=16)
+    assert refined.shape == image.shape[:2] and refined.dtype == np.int64
+    assert set(np.unique(refined)) <= {0, 3, 5} and refined[0, 0] == 5
+    with pytest.raises(InputMismatchError, match="must match"):
+        refine_mask(predictor, image, mask[:-1])
+    assert not refine_mask(predictor, image, np.zeros_like(mask)).any()
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def test_seggpt_checkpoint_is_refused_with_a_pointer(tiny_checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="seggpt.load_model"):
+        build_sam(checkpoint=tiny_checkpoint)
+    folder = tmp_path / "hf_seggpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "seggpt"}))
+    with pytest.raises(CheckpointError, match="seggpt.load_model"):
+        build_sam(checkpoint=folder)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        build_sam(checkpoint=tmp_path / "missing.pth")
+
+
+def test_sam_checkpoint_is_refused_by_seggpt(model, tmp_path):
+    from seggpt.loading import load_model
+
+    path = save_sam(model, tmp_path / "tiny_sam.safetensors")
+    with pytest.raises(CheckpointError, match="build_sam"):
+        load_model(path)
+
+
+# -- CLIs -----------------------------------------------------------------------------------------
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "scene.png"
+    Image.fromarray(scene()).save(path)
+    return path
+
+
+def test_promptable_cli(image_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [str(image_file), "--variant", "sam_tiny", "--out", str(out), "--device", "cpu"]
+    assert promptable_cli.main([*args, "--point", "30,20", "--point", "100,60,0"]) == 0
+    report = json.loads((out / "scene_scores.json").read_text())
+    assert len(report["scores"]) == 3 and report["labels"] == [1, 0]
+    for name in ("scene_mask.png", "scene_mask_0.png", "scene_mask_2.png", "scene_overlay.png"):
+        with Image.open(out / name) as saved:
+            assert saved.size == (WIDTH, HEIGHT)
+    assert promptable_cli.main([*args, "--box", "10,5,70,45", "--single-mask"]) == 0
+    assert len(json.loads((out / "scene_scores.json").read_text())["scores"]) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--variant", "sam_tiny", "--point", "500,20"], "outside"),
+        (["--variant", "sam_tiny", "--point", "1,2,3,4"], "X,Y or X,Y,LABEL"),
+        (["--variant", "sam_tiny", "--box", "50,5,10,20"], "x1 < x0"),
+        (["--variant", "sam_tiny"], "at least one --point"),
+        (["--point", "5,5"], "--checkpoint"),
+        (["--variant", "sam_huge", "--point", "5,5"], "unknown promptable variant"),
+    ],
+)
+def test_promptable_cli_bad_input_exits_2(image_file, tmp_path, capsys, extra, message):
+    code = promptable_cli.main([str(image_file), "--out", str(tmp_path / "o"), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_auto_masks_cli(image_file, tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / "auto"
+    args = [str(image_file), "--out", str(out), "--device", "cpu", "--points-per-side", "4"]
+    args += ["--pred-iou-thresh", "-1", "--stability-thresh", "0"]
+    assert auto_masks.main([*args, "--variant", "sam_tiny"]) == 0
+    report = json.loads((out / "scene_masks.json").read_text())
+    with Image.open(out / "scene_classes.png") as saved:
+        classes = np.asarray(saved)
+    assert classes.shape == (HEIGHT, WIDTH) and report["size"] == [HEIGHT, WIDTH]
+    assert report["masks"] and classes.max() <= len(report["masks"])
+    for entry in report["masks"]:
+        mask = automatic.decode_rle(entry["rle"])
+        assert mask.sum() == entry["area"] and not (classes == entry["id"])[~mask].any()
+    assert auto_masks.main([*args, "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert "seggpt.load_model" in capsys.readouterr().err
+    assert (
+        auto_masks.main([str(tmp_path / "nope.png"), "--out", str(out), "--variant", "sam_tiny"])
+        == 2
+    )

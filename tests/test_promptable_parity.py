@@ -1,0 +1,273 @@
+"""Numerical parity of the promptable model with transformers' SamModel and Meta's SAM code.
+
+Both references are built at a small config with every tensor random (relative-position tables,
+tokens, norms and the Fourier matrix included), saved in their own format and loaded with
+build_sam; the same prompts then have to give the same low-resolution logits and IoUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from painter.errors import CheckpointError
+from painter.promptable import build_sam
+from painter.promptable.checkpoint import (
+    read_sam_checkpoint,
+    save_sam,
+    save_sam_official,
+)
+
+transformers = pytest.importorskip("transformers")
+
+RTOL = 1e-4
+IMAGE = 192  # 12 x 12 tokens; window 5 pads them to 15 x 15
+GRID = IMAGE // 16
+HF_CONFIG = dict(
+    vision_config=dict(
+        hidden_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        image_size=IMAGE,
+        window_size=5,
+        global_attn_indexes=[1],
+        output_channels=64,
+        num_pos_feats=32,
+    ),
+    prompt_encoder_config=dict(hidden_size=64, image_size=IMAGE, mask_input_channels=16),
+    mask_decoder_config=dict(
+        hidden_size=64, mlp_dim=128, num_attention_heads=4, iou_head_hidden_dim=64
+    ),
+)
+
+
+def randomize_(module: torch.nn.Module, seed: int) -> None:
+    """Every parameter and floating buffer random, with magnitudes that keep activations sane."""
+    gen = torch.Generator().manual_seed(seed)
+    tensors = dict(module.named_parameters())
+    tensors.update((n, b) for n, b in module.named_buffers() if b.is_floating_point())
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            noise = torch.randn(tensor.shape, generator=gen)
+            if "gaussian" in name or "positional_embedding" in name:
+                value = noise  # Fourier frequencies, std 1 as in the released models
+            elif "rel_pos" in name:
+                value = 0.2 * noise
+            elif "norm" in name and name.endswith("weight"):
+                value = 1.0 + 0.1 * noise
+            elif tensor.dim() >= 2:
+                value = noise / math.sqrt(tensor[0].numel())
+            else:
+                value = 0.1 * noise
+            tensor.copy_(value)
+
+
+def rel_diff(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((ours - ref).abs().max() / ref.abs().max())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hf_pair(tmp_path_factory):
+    """(transformers model, our model loaded from its save_pretrained folder, folder)."""
+    torch.manual_seed(0)
+    hf = transformers.SamModel(transformers.SamConfig(**HF_CONFIG)).eval()
+    randomize_(hf, seed=1)
+    folder = tmp_path_factory.mktemp("hf_sam")
+    hf.save_pretrained(folder)
+    return hf, build_sam(checkpoint=folder), folder
+
+
+def _inputs(seed: int = 2) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x0y0 = torch.rand(2, 2, generator=gen) * IMAGE / 2
+    return {
+        "pixels": torch.randn(2, 3, IMAGE, IMAGE, generator=gen),
+        "points": torch.rand(2, 3, 2, generator=gen) * IMAGE,
+        "labels": torch.tensor([[1, 0, 1], [1, 1, 0]]),
+        "boxes": torch.cat([x0y0, x0y0 + IMAGE / 3], dim=1),
+        "masks": 4 * torch.randn(2, 1, 4 * GRID, 4 * GRID, generator=gen),
+    }
+
+
+CASES = {
+    "points": ("points",),
+    "box": ("boxes",),
+    "points_box_mask": ("points", "boxes", "masks"),
+}
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_transformers_sam(hf_pair, case, multimask):
+    hf, ours, _ = hf_pair
+    data = _inputs()
+    use = CASES[case]
+    with torch.no_grad():
+        ref = hf(
+            pixel_values=data["pixels"],
+            input_points=data["points"][:, None] if "points" in use else None,
+            input_labels=data["labels"][:, None] if "points" in use else None,
+            input_boxes=data["boxes"][:, None] if "boxes" in use else None,
+            input_masks=data["masks"] if "masks" in use else None,
+            multimask_output=multimask,
+        )
+        logits, iou = ours(
+            data["pixels"],
+            points=data["points"] if "points" in use else None,
+            labels=data["labels"] if "points" in use else None,
+            boxes=data["boxes"] if "boxes" in use else None,
+            mask_inputs=data["masks"] if "masks" in use else None,
+            multimask=multimask,
+        )
+    ref_logits, ref_iou = ref.pred_masks[:, 0], ref.iou_scores[:, 0]  # (B, K, 4h, 4w), (B, K)
+    assert logits.shape == ref_logits.shape == (2, 3 if multimask else 1, 4 * GRID, 4 * GRID)
+    assert rel_diff(logits, ref_logits) <= RTOL
+    assert rel_diff(iou, ref_iou) <= RTOL
+
+
+def test_image_embedding_matches_transformers(hf_pair):
+    hf, ours, _ = hf_pair
+    pixels = _inputs()["pixels"]
+    with torch.no_grad():
+        ref = hf.get_image_embeddings(pixels)
+        emb = ours.encode_images(pixels)
+    assert emb.shape == ref.shape == (2, 64, GRID, GRID)
+    assert rel_diff(emb, ref) <= RTOL
+
+
+def test_config_comes_from_config_json(hf_pair):
+    _, ours, folder = hf_pair
+    config = ours.config
+    assert (config.encoder.embed_dim, config.encoder.depth, config.encoder.num_heads) == (96, 3, 3)
+    assert config.encoder.window_size == 5 and config.encoder.global_attn_blocks == (1,)
+    assert (config.image_size, config.prompt_embed_dim, config.decoder_heads) == (IMAGE, 64, 4)
+    assert config.decoder_norm_eps == 1e-6  # transformers' two-way LayerNorms
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "sam"
+
+
+# -- Meta's code ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def meta_pair(tmp_path_factory):
+    """(segment_anything Sam, ours loaded from its state dict saved as .pth)."""
+    modeling = pytest.importorskip("segment_anything.modeling")
+    from functools import partial
+
+    torch.manual_seed(0)
+    sam = modeling.Sam(
+        image_encoder=modeling.ImageEncoderViT(
+            img_size=IMAGE,
+            embed_dim=96,
+            depth=3,
+            num_heads=3,
+            out_chans=64,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=5,
+            global_attn_indexes=(1,),
+        ),
+        prompt_encoder=modeling.PromptEncoder(
+            embed_dim=64,
+            image_embedding_size=(GRID, GRID),
+            input_image_size=(IMAGE, IMAGE),
+            mask_in_chans=16,
+        ),
+        mask_decoder=modeling.MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=modeling.TwoWayTransformer(
+                depth=2, embedding_dim=64, mlp_dim=128, num_heads=8
+            ),
+            transformer_dim=64,
+            iou_head_depth=3,
+            iou_head_hidden_dim=64,
+        ),
+    ).eval()
+    randomize_(sam, seed=3)
+    path = tmp_path_factory.mktemp("meta_sam") / "sam_small.pth"
+    torch.save(sam.state_dict(), path)
+    return sam, build_sam(checkpoint=path), path
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_matches_meta_sam(meta_pair, multimask):
+    sam, ours, _ = meta_pair
+    data = _inputs(seed=4)
+    pixels = data["pixels"][:1]
+    with torch.no_grad():
+        ref_emb = sam.image_encoder(pixels)
+        sparse, dense = sam.prompt_encoder(
+            points=(data["points"], data["labels"]), boxes=data["boxes"], masks=data["masks"]
+        )
+        ref_logits, ref_iou = sam.mask_decoder(
+            image_embeddings=ref_emb,
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        emb = ours.encode_images(pixels)
+        logits, iou = ours.predict_masks(  # two prompt rows against one shared embedding
+            emb,
+            points=data["points"],
+            labels=data["labels"],
+            boxes=data["boxes"],
+            mask_inputs=data["masks"],
+            multimask=multimask,
+        )
+    assert rel_diff(emb, ref_emb) <= RTOL
+    assert logits.shape == ref_logits.shape
+    assert rel_diff(logits, ref_logits) <= RTOL
+    assert rel_diff(iou, ref_iou) <= RTOL
+
+
+def test_meta_points_only_get_the_padding_point(meta_pair):
+    sam, ours, _ = meta_pair
+    data = _inputs(seed=5)
+    with torch.no_grad():
+        ref_sparse, _ = sam.prompt_encoder(
+            points=(data["points"], data["labels"]), boxes=None, masks=None
+        )
+        sparse, _ = ours.prompt_encoder(points=data["points"], labels=data["labels"])
+    assert sparse.shape == ref_sparse.shape == (2, 4, 64)
+    assert rel_diff(sparse, ref_sparse) <= RTOL
+
+
+def test_official_and_native_round_trip(meta_pair, tmp_path):
+    _, ours, _ = meta_pair
+    official = save_sam_official(ours, tmp_path / "again.pth")
+    native = save_sam(ours, tmp_path / "again.safetensors")
+    reference = ours.state_dict()
+    for path in (official, native):
+        state = build_sam(checkpoint=path).state_dict()
+        assert state.keys() == reference.keys()
+        assert all(torch.equal(state[k], reference[k]) for k in reference)
+    raw = read_sam_checkpoint(official)
+    assert raw.config.decoder_heads == 8 and raw.config.encoder.global_attn_blocks == (1,)
+
+
+def test_variant_must_match_the_checkpoint(meta_pair):
+    _, _, path = meta_pair
+    with pytest.raises(CheckpointError, match="does not hold a sam_tiny"):
+        build_sam("sam_tiny", checkpoint=path)
+
+
+def test_damaged_checkpoint_is_refused(meta_pair, tmp_path):
+    sam, _, _ = meta_pair
+    state = sam.state_dict()
+    state.pop("mask_decoder.iou_token.weight")
+    state["mask_decoder.extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "damaged.pth")
+    with pytest.raises(CheckpointError, match="1 missing .*1 unexpected"):
+        build_sam(checkpoint=tmp_path / "damaged.pth")

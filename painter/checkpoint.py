@@ -415,21 +415,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def _contiguous(state: Mapping[str, torch.Tensor]) -> StateDict:
+def contiguous_state(state: Mapping[str, torch.Tensor]) -> StateDict:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def save_native(
-    model: nn.Module, path: str | os.PathLike, *, extra: Mapping[str, str] | None = None
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    extra: Mapping[str, str] | None = None,
+    format_name: str = NATIVE_FORMAT,
+    format_version: str = NATIVE_VERSION,
 ) -> Path:
     """Write the project's format: safetensors with the resolved config in its metadata."""
     meta = {
-        "format": NATIVE_FORMAT,
-        "format_version": NATIVE_VERSION,
+        "format": format_name,
+        "format_version": format_version,
         "config": json.dumps(model.config.to_dict()),
         **(extra or {}),
     }
-    state = _contiguous(model.state_dict())
+    state = contiguous_state(model.state_dict())
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
@@ -445,7 +450,7 @@ def save_official(
     read back instead of inferring the architecture from shapes.
     """
     official = convert_keys(state, CheckpointFormat.NATIVE, CheckpointFormat.OFFICIAL)
-    payload: dict[str, object] = {"model": _contiguous(official)}
+    payload: dict[str, object] = {"model": contiguous_state(official)}
     if config is not None:
         payload[OFFICIAL_CONFIG_KEY] = json.dumps(config.to_dict())
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -456,7 +461,7 @@ def save_hf(
 ) -> Path:
     """Write a transformers ``SegGptForImageSegmentation`` directory (config.json + safetensors)."""
     directory = Path(directory)
-    hf_state = _contiguous(convert_keys(state, CheckpointFormat.NATIVE, CheckpointFormat.HF))
+    hf_state = contiguous_state(convert_keys(state, CheckpointFormat.NATIVE, CheckpointFormat.HF))
     config_text = json.dumps(config_to_hf(config), indent=2)
     atomic_write(
         directory / "model.safetensors",

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from painter.checkpoint import atomic_write
-from painter.errors import InputMismatchError, PainterError
+from painter.errors import InputMismatchError
 from painter.io import default_palette, load_image, overlay, save_image, save_index_mask
 from painter.promptable import build_sam, list_sam_models
 from painter.promptable.automatic import AutoMaskSettings, AutomaticMaskGenerator, class_map
 from painter.promptable.predictor import PromptablePredictor
+from tools.cli import run_cli
 
 _DEFAULTS = AutoMaskSettings()
 
@@ -70,13 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (PainterError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> None:

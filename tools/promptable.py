@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from painter.checkpoint import atomic_write
-from painter.errors import InputMismatchError, PainterError
+from painter.errors import InputMismatchError
 from painter.io import default_palette, load_image, overlay, save_image, save_index_mask
 from painter.promptable import build_sam, list_sam_models
 from painter.promptable.predictor import PromptablePredictor
+from tools.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,13 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (PainterError, OSError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
 
 
 def parse_numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:

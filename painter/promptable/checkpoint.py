@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
 from painter.checkpoint import NATIVE_FORMAT as SEGGPT_NATIVE_FORMAT
 from painter.checkpoint import (
@@ -33,7 +33,9 @@ from painter.checkpoint import (
     LoadReport,
     RawCheckpoint,
     atomic_write,
+    contiguous_state,
     load_state_strict,
+    save_native,
     torch_load,
 )
 from painter.errors import CheckpointError, ConfigError
@@ -364,22 +366,14 @@ def load_sam_state(model: PromptableSegmenter, raw: RawCheckpoint) -> LoadReport
 
 
 # -- writing ------------------------------------------------------------------------------------
-def _contiguous(state: Mapping[str, torch.Tensor]) -> StateDict:
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-
 def save_sam(model: PromptableSegmenter, path: str | os.PathLike) -> Path:
     """This project's format: safetensors with the config in its metadata."""
-    meta = {
-        "format": SAM_NATIVE_FORMAT,
-        "format_version": SAM_NATIVE_VERSION,
-        "config": json.dumps(model.config.to_dict()),
-    }
-    state = _contiguous(model.state_dict())
-    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    return save_native(
+        model, path, format_name=SAM_NATIVE_FORMAT, format_version=SAM_NATIVE_VERSION
+    )
 
 
 def save_sam_official(model: PromptableSegmenter, path: str | os.PathLike) -> Path:
     """Meta's format: a plain state dict with their key names (torch.save)."""
-    state = _contiguous(native_to_official(model.state_dict(), model.config))
+    state = contiguous_state(native_to_official(model.state_dict(), model.config))
     return atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -1,5 +1,5 @@
-"""The promptable model on a tiny random variant: predictor, bad inputs, automatic masks,
-refinement, checkpoints and the two CLIs."""
+"""The promptable model on a tiny random variant: config, transforms, predictor, bad inputs,
+automatic masks, refinement and checkpoints (the CLIs: test_promptable_cli.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+import torchvision
 
 from painter.errors import CheckpointError, ConfigError, InputMismatchError, InvalidMaskError
 from painter.promptable import (
@@ -19,8 +19,10 @@ from painter.promptable import (
     class_map,
     get_sam_config,
     list_sam_models,
+    read_sam_checkpoint,
     refine_mask,
     save_sam,
+    save_sam_official,
 )
 from painter.promptable.config import SamConfig, sam_encoder
 from painter.promptable.refine import component_prompts
@@ -31,29 +33,9 @@ from painter.promptable.transforms import (
     resized_size,
     upscale_logits,
 )
-from tools import auto_masks
-from tools import promptable as promptable_cli
+from tests.promptable_helpers import HEIGHT, WIDTH, one_thread, scene  # noqa: F401
 
-HEIGHT, WIDTH = 90, 140  # resized to 164 x 256 inside the 256 x 256 input
-
-
-def scene(height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> np.ndarray:
-    """A noisy background with a bright rectangle and a dark disc."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(90, 140, (height, width, 3)).astype(np.uint8)
-    image[10:40, 15:60] = (230, 40, 40)
-    yy, xx = np.mgrid[:height, :width]
-    image[(yy - 60) ** 2 + (xx - 100) ** 2 < 15**2] = (20, 20, 160)
-    return image
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +233,62 @@ def test_automatic_masks_give_a_valid_class_map_and_rles(predictor):
     assert (classes > 0).sum() == np.any([m.mask() for m in masks], axis=0).sum()
 
 
+class DiscPredictor(PromptablePredictor):
+    """The tiny model's predictor, but every point prompt gives three discs around the point
+    (radii 6, 12 and 24 input pixels; scores 0.9, 0.8, 0.95): many distinct, overlapping masks
+    for checking the automatic pipeline itself."""
+
+    def predict_tensors(self, prompts, *, multimask=True, upscale=True):
+        side = self.config.low_res_size
+        cells = (torch.arange(side, dtype=torch.float32) + 0.5) * self.config.image_size / side
+        ys, xs = torch.meshgrid(cells, cells, indexing="ij")  # (4h, 4w) input pixels
+        centre = prompts.points[:, 0]  # (P, 2)
+        dist = ((xs - centre[:, 0, None, None]) ** 2 + (ys - centre[:, 1, None, None]) ** 2).sqrt()
+        radii = torch.tensor([6.0, 12.0, 24.0])[None, :, None, None]
+        low_res = 30.0 * (radii - dist[:, None]) / radii  # (P, 3, 4h, 4w), steep: stable
+        scores = torch.tensor([[0.9, 0.8, 0.95]]).expand(len(centre), -1)
+        logits = None
+        if upscale:
+            logits = upscale_logits(
+                low_res,
+                input_size=self.input_size,
+                original_size=self.original_size,
+                image_size=self.config.image_size,
+            )
+        return logits, scores, low_res
+
+
+@pytest.mark.parametrize("crop_layers, min_area", [(0, 0), (1, 30)])
+def test_automatic_pipeline_on_many_overlapping_masks(model, crop_layers, min_area):
+    predictor = DiscPredictor(model, device="cpu")
+    generator = AutomaticMaskGenerator(
+        predictor,
+        points_per_side=5,
+        pred_iou_thresh=0.85,  # drops the radius-12 discs (score 0.8)
+        stability_score_thresh=0.5,
+        crop_n_layers=crop_layers,
+        min_mask_region_area=min_area,
+    )
+    image = scene()
+    masks = generator.generate(image)
+    assert len(masks) > 5
+    assert {round(m.predicted_iou, 2) for m in masks} <= {0.9, 0.95}
+    boxes = torch.tensor([[x, y, x + w - 1, y + h - 1] for x, y, w, h in (m.bbox for m in masks)])
+    overlap = torchvision.ops.box_iou(boxes.float(), boxes.float())
+    assert (overlap - torch.eye(len(masks))).max() <= 0.7  # NMS left no close duplicates
+    classes = class_map(masks, image.shape[:2])
+    ids = set(np.unique(classes)) - {0}
+    assert len(ids) > 5 and max(ids) <= len(masks)
+    for index, found in enumerate(masks):
+        mask = found.mask()
+        assert mask.sum() == found.area
+        assert not (classes == index + 1)[~mask].any()
+        cx, cy = found.point
+        assert mask[min(int(cy), HEIGHT - 1), min(int(cx), WIDTH - 1)]  # the disc holds its point
+    smallest = min(masks, key=lambda m: m.area)
+    assert (classes == masks.index(smallest) + 1).sum() == smallest.area  # painted last, on top
+
+
 def test_rle_encoder_without_pycocotools_agrees(monkeypatch):
     mask = np.zeros((7, 9), dtype=bool)
     mask[1:4, 2:7] = True
@@ -328,68 +366,17 @@ def test_seggpt_checkpoint_is_refused_with_a_pointer(tiny_checkpoint, tmp_path):
         build_sam(checkpoint=tmp_path / "missing.pth")
 
 
+def test_official_file_of_a_variant_loads_under_its_name(model, tmp_path):
+    path = save_sam_official(model, tmp_path / "tiny.pth")
+    raw = read_sam_checkpoint(path)
+    assert raw.config.name == "sam_tiny" and raw.format.value == "official"
+    loaded = build_sam("sam_tiny", checkpoint=path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters()))
+
+
 def test_sam_checkpoint_is_refused_by_seggpt(model, tmp_path):
     from seggpt.loading import load_model
 
     path = save_sam(model, tmp_path / "tiny_sam.safetensors")
     with pytest.raises(CheckpointError, match="build_sam"):
         load_model(path)
-
-
-# -- CLIs -----------------------------------------------------------------------------------------
-@pytest.fixture
-def image_file(tmp_path):
-    path = tmp_path / "scene.png"
-    Image.fromarray(scene()).save(path)
-    return path
-
-
-def test_promptable_cli(image_file, tmp_path, capsys):
-    out = tmp_path / "out"
-    args = [str(image_file), "--variant", "sam_tiny", "--out", str(out), "--device", "cpu"]
-    assert promptable_cli.main([*args, "--point", "30,20", "--point", "100,60,0"]) == 0
-    report = json.loads((out / "scene_scores.json").read_text())
-    assert len(report["scores"]) == 3 and report["labels"] == [1, 0]
-    for name in ("scene_mask.png", "scene_mask_0.png", "scene_mask_2.png", "scene_overlay.png"):
-        with Image.open(out / name) as saved:
-            assert saved.size == (WIDTH, HEIGHT)
-    assert promptable_cli.main([*args, "--box", "10,5,70,45", "--single-mask"]) == 0
-    assert len(json.loads((out / "scene_scores.json").read_text())["scores"]) == 1
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--variant", "sam_tiny", "--point", "500,20"], "outside"),
-        (["--variant", "sam_tiny", "--point", "1,2,3,4"], "X,Y or X,Y,LABEL"),
-        (["--variant", "sam_tiny", "--box", "50,5,10,20"], "x1 < x0"),
-        (["--variant", "sam_tiny"], "at least one --point"),
-        (["--point", "5,5"], "--checkpoint"),
-        (["--variant", "sam_huge", "--point", "5,5"], "unknown promptable variant"),
-    ],
-)
-def test_promptable_cli_bad_input_exits_2(image_file, tmp_path, capsys, extra, message):
-    code = promptable_cli.main([str(image_file), "--out", str(tmp_path / "o"), *extra])
-    assert code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_auto_masks_cli(image_file, tmp_path, tiny_checkpoint, capsys):
-    out = tmp_path / "auto"
-    args = [str(image_file), "--out", str(out), "--device", "cpu", "--points-per-side", "4"]
-    args += ["--pred-iou-thresh", "-1", "--stability-thresh", "0"]
-    assert auto_masks.main([*args, "--variant", "sam_tiny"]) == 0
-    report = json.loads((out / "scene_masks.json").read_text())
-    with Image.open(out / "scene_classes.png") as saved:
-        classes = np.asarray(saved)
-    assert classes.shape == (HEIGHT, WIDTH) and report["size"] == [HEIGHT, WIDTH]
-    assert report["masks"] and classes.max() <= len(report["masks"])
-    for entry in report["masks"]:
-        mask = automatic.decode_rle(entry["rle"])
-        assert mask.sum() == entry["area"] and not (classes == entry["id"])[~mask].any()
-    assert auto_masks.main([*args, "--checkpoint", str(tiny_checkpoint)]) == 2
-    assert "seggpt.load_model" in capsys.readouterr().err
-    assert (
-        auto_masks.main([str(tmp_path / "nope.png"), "--out", str(out), "--variant", "sam_tiny"])
-        == 2
-    )

@@ -18,14 +18,9 @@ from painter.promptable.losses import (
     promptable_loss,
     sigmoid_focal_loss,
 )
+from tests.promptable_helpers import one_thread  # noqa: F401
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def square_target(size: int = 8) -> torch.Tensor:

@@ -20,6 +20,7 @@ from painter.promptable.checkpoint import (
     save_sam,
     save_sam_official,
 )
+from tests.promptable_helpers import one_thread  # noqa: F401
 
 transformers = pytest.importorskip("transformers")
 
@@ -42,6 +43,8 @@ HF_CONFIG = dict(
         hidden_size=64, mlp_dim=128, num_attention_heads=4, iou_head_hidden_dim=64
     ),
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_(module: torch.nn.Module, seed: int) -> None:
@@ -67,15 +70,6 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
 
 def rel_diff(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float((ours - ref).abs().max() / ref.abs().max())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +148,7 @@ def test_config_comes_from_config_json(hf_pair):
     assert config.encoder.window_size == 5 and config.encoder.global_attn_blocks == (1,)
     assert (config.image_size, config.prompt_embed_dim, config.decoder_heads) == (IMAGE, 64, 4)
     assert config.decoder_norm_eps == 1e-6  # transformers' two-way LayerNorms
+    assert config.name == "sam"  # no registered variant has this architecture
     assert json.loads((folder / "config.json").read_text())["model_type"] == "sam"
 
 

@@ -5,6 +5,7 @@ predictor (:class:`PromptablePredictor`, arrays in and out, the image embedding 
 pipelines (:class:`AutomaticMaskGenerator`, :func:`refine_mask`).
 """
 
+from painter.promptable.adapt import SelfTrainingAdapter, add_lora, merge_lora
 from painter.promptable.automatic import (
     AutoMask,
     AutoMaskSettings,
@@ -25,10 +26,13 @@ __all__ = [
     "PromptablePredictor",
     "PromptableSegmenter",
     "SamConfig",
+    "SelfTrainingAdapter",
+    "add_lora",
     "build_sam",
     "class_map",
     "get_sam_config",
     "list_sam_models",
+    "merge_lora",
     "read_sam_checkpoint",
     "refine_mask",
     "save_sam",

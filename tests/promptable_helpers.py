@@ -1,0 +1,28 @@
+"""Shared pieces of the promptable-model tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+HEIGHT, WIDTH = 90, 140  # resized to 165 x 256 inside the 256 x 256 input
+
+
+def scene(height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> np.ndarray:
+    """A noisy background with a bright rectangle and a dark disc."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(90, 140, (height, width, 3)).astype(np.uint8)
+    image[10:40, 15:60] = (230, 40, 40)
+    yy, xx = np.mgrid[:height, :width]
+    image[(yy - 60) ** 2 + (xx - 100) ** 2 < 15**2] = (20, 20, 160)
+    return image
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

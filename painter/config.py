@@ -21,7 +21,8 @@ class SegType(enum.IntEnum):
     INSTANCE = 1
 
 
-def _check(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``condition`` holds (config validation)."""
     if not condition:
         raise ConfigError(message)
 
@@ -68,24 +69,24 @@ class ViTConfig:
     pos_embed_prefix: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.embed_dim > 0 and self.depth > 0, "embed_dim and depth must be positive")
-        _check(
+        require(self.embed_dim > 0 and self.depth > 0, "embed_dim and depth must be positive")
+        require(
             self.num_heads > 0 and self.embed_dim % self.num_heads == 0,
             f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}",
         )
-        _check(self.patch_size > 0, "patch_size must be positive")
-        _check(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
-        _check(self.window_size >= 0, "window_size must be >= 0 (0 = all blocks global)")
+        require(self.patch_size > 0, "patch_size must be positive")
+        require(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
+        require(self.window_size >= 0, "window_size must be >= 0 (0 = all blocks global)")
         for i in self.global_attn_blocks:
-            _check(
+            require(
                 0 <= i < self.depth, f"global_attn_blocks entry {i} is outside 0..{self.depth - 1}"
             )
-        _check(
+        require(
             self.window_size > 0 or not self.global_attn_blocks,
             "global_attn_blocks only makes sense with window_size > 0 (0 means all global)",
         )
-        _check(min(self.rel_pos_grid) > 0 and min(self.pos_embed_grid) > 0, "grids must be > 0")
-        _check(self.pos_embed_prefix >= 0, "pos_embed_prefix must be >= 0")
+        require(min(self.rel_pos_grid) > 0 and min(self.pos_embed_grid) > 0, "grids must be > 0")
+        require(self.pos_embed_prefix >= 0, "pos_embed_prefix must be >= 0")
 
     @property
     def head_dim(self) -> int:
@@ -123,26 +124,28 @@ class PainterConfig:
     def __post_init__(self) -> None:
         height, width = self.canvas_size
         p = self.vit.patch_size
-        _check(
+        require(
             height % (2 * p) == 0 and width % p == 0,
             f"canvas_size {self.canvas_size} must be divisible by the patch size {p} "
             "(and its height by 2 * patch, so prompt and query halves hold whole patches)",
         )
-        _check(
+        require(
             0 <= self.merge_block < self.vit.depth,
             f"merge_block {self.merge_block} is outside 0..{self.vit.depth - 1}",
         )
-        _check(len(self.tap_blocks) > 0, "tap_blocks must name at least one block")
-        _check(
+        require(len(self.tap_blocks) > 0, "tap_blocks must name at least one block")
+        require(
             list(self.tap_blocks) == sorted(set(self.tap_blocks)),
             f"tap_blocks {self.tap_blocks} must be strictly increasing",
         )
-        _check(
+        require(
             self.tap_blocks[0] >= self.merge_block and self.tap_blocks[-1] < self.vit.depth,
             f"tap_blocks {self.tap_blocks} must not come before merge_block {self.merge_block} "
             f"and before depth {self.vit.depth}",
         )
-        _check(self.decoder_dim > 0 and self.loss_beta > 0, "decoder_dim and loss_beta must be > 0")
+        require(
+            self.decoder_dim > 0 and self.loss_beta > 0, "decoder_dim and loss_beta must be > 0"
+        )
 
     @property
     def grid(self) -> tuple[int, int]:

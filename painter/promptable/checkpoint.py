@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 
 from painter.checkpoint import NATIVE_FORMAT as SEGGPT_NATIVE_FORMAT
 from painter.checkpoint import (
@@ -35,6 +35,7 @@ from painter.checkpoint import (
     atomic_write,
     contiguous_state,
     load_state_strict,
+    read_safetensors,
     save_native,
     torch_load,
 )
@@ -297,12 +298,7 @@ def read_sam_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
     if path.is_dir():
         return _read_hf_dir(path)
     if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+        state, meta = read_safetensors(path)
         if meta.get("format") == SAM_NATIVE_FORMAT:
             config = SamConfig.from_dict(json.loads(meta["config"]))
             return RawCheckpoint(config, state, CheckpointFormat.NATIVE, str(path))

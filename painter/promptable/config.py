@@ -12,17 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from painter.config import ViTConfig
+from painter.config import ViTConfig, require
 from painter.errors import ConfigError
 
 # Pixel statistics of the released SAM models, on the 0..255 scale.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -66,33 +61,35 @@ class SamConfig:
 
     def __post_init__(self) -> None:
         enc = self.encoder
-        _check(
+        require(
             self.image_size > 0 and self.image_size % enc.patch_size == 0,
             f"image_size {self.image_size} must be a positive multiple of the patch size "
             f"{enc.patch_size}",
         )
         grid = (self.grid, self.grid)
-        _check(enc.pos_embed_prefix == 0, "the SAM encoder's position embedding has no prefix")
-        _check(
+        require(enc.pos_embed_prefix == 0, "the SAM encoder's position embedding has no prefix")
+        require(
             tuple(enc.pos_embed_grid) == grid and tuple(enc.rel_pos_grid) == grid,
             f"encoder pos_embed_grid {enc.pos_embed_grid} and rel_pos_grid {enc.rel_pos_grid} "
             f"must equal the embedding grid {grid} of image_size {self.image_size}",
         )
         dim = self.prompt_embed_dim
-        _check(dim > 0 and dim % 8 == 0, f"prompt_embed_dim {dim} must be a positive multiple of 8")
-        _check(self.mask_in_chans % 4 == 0, "mask_in_chans must be a multiple of 4")
-        _check(self.decoder_depth > 0, "decoder_depth must be positive")
-        _check(
+        require(
+            dim > 0 and dim % 8 == 0, f"prompt_embed_dim {dim} must be a positive multiple of 8"
+        )
+        require(self.mask_in_chans % 4 == 0, "mask_in_chans must be a multiple of 4")
+        require(self.decoder_depth > 0, "decoder_depth must be positive")
+        require(
             self.attention_downsample_rate > 0
             and dim % self.attention_downsample_rate == 0
             and (dim // self.attention_downsample_rate) % self.decoder_heads == 0,
             f"decoder_heads {self.decoder_heads} must divide prompt_embed_dim {dim} / "
             f"attention_downsample_rate {self.attention_downsample_rate}",
         )
-        _check(self.num_multimask_outputs >= 1, "num_multimask_outputs must be >= 1")
-        _check(self.iou_head_depth >= 2, "iou_head_depth must be >= 2 (input and output layer)")
-        _check(len(self.pixel_mean) == 3 and len(self.pixel_std) == 3, "pixel stats need 3 values")
-        _check(min(self.pixel_std) > 0, "pixel_std must be positive")
+        require(self.num_multimask_outputs >= 1, "num_multimask_outputs must be >= 1")
+        require(self.iou_head_depth >= 2, "iou_head_depth must be >= 2 (input and output layer)")
+        require(len(self.pixel_mean) == 3 and len(self.pixel_std) == 3, "pixel stats need 3 values")
+        require(min(self.pixel_std) > 0, "pixel_std must be positive")
 
     @property
     def grid(self) -> int:

@@ -109,7 +109,7 @@ def evaluate(
     for i, ep in enumerate(episodes):
         k = shots or len(ep.prompt_images)
         truth = _pooled(ep, ep.query_mask)
-        classes = [c for c in np.unique(_pooled(ep, np.array(episode_classes(ep)))).tolist()]
+        classes = np.unique(_pooled(ep, np.array(episode_classes(ep)))).tolist()
         [pred] = predictor.predict(
             ep.prompt_images[:k], ep.prompt_masks[:k], [ep.query_image], ensemble=ensemble
         )

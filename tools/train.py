@@ -13,6 +13,7 @@ import sys
 from painter.errors import PainterError
 from seggpt.train_config import load_train_config
 from seggpt.trainer import Trainer
+from tools.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,26 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_train_config(args.config, args.overrides)
-        trainer = Trainer(config, args.out, device=args.device)
-        if args.resume:
-            path = trainer.latest_checkpoint() if args.resume == "latest" else args.resume
-            if path is None:
-                raise PainterError(f"--resume: no checkpoint in {args.out}")
-            trainer.resume(path)
-        result = trainer.fit(stop_after=args.stop_after)
-        if args.export and result.step == config.steps:
-            trainer.export(args.export, result.eval)
-        if result.eval is not None:
-            print(
-                f"step {result.step}: eval mIoU {result.eval.miou:.3f} "
-                f"baselines {result.eval.baselines}"
-            )
-    except PainterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> None:
+    config = load_train_config(args.config, args.overrides)
+    trainer = Trainer(config, args.out, device=args.device)
+    if args.resume:
+        path = trainer.latest_checkpoint() if args.resume == "latest" else args.resume
+        if path is None:
+            raise PainterError(f"--resume: no checkpoint in {args.out}")
+        trainer.resume(path)
+    result = trainer.fit(stop_after=args.stop_after)
+    if args.export and result.step == config.steps:
+        trainer.export(args.export, result.eval)
+    if result.eval is not None:
+        print(
+            f"step {result.step}: eval mIoU {result.eval.miou:.3f} "
+            f"baselines {result.eval.baselines}"
+        )
 
 
 if __name__ == "__main__":

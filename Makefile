@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo demo-model bench app clean
+.PHONY: install test lint demo demo-model demo-promptable bench app clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: install
 
 demo-model: install
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
+
+demo-promptable: install
+	$(PY) -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/demo_promptable --export seggpt/weights/demo_promptable.safetensors
 
 bench: install
 	$(PY) benchmarks/bench_seggpt.py

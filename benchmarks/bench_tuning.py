@@ -18,24 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
 from seggpt.evaluation import IoUAccumulator
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from seggpt.training_data import EASY_SYNTHETIC
+from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
 from seggpt.tuning import tune_prompt, tuning_data
 
-CLASSES = ("background", "circle/solid-noise", "square/stripes", "triangle/checker")
-
-
-def split(size, seed, n):
-    source = SyntheticSource(
-        SyntheticConfig(image_size=size, num_records=n, **EASY_SYNTHETIC),
-        seed=seed,
-        name=f"tuning-{seed}",
-    )
-    records = [source[i] for i in range(n)]
-    return [r.image for r in records], [r.semantic for r in records]
+CLASSES = FIXED_CLASS_NAMES
 
 
 def score(predictor, images, masks, *, prompt_pair=None, prompts=None) -> float:
@@ -57,12 +46,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--held-out", type=int, default=48)
     parser.add_argument("--out", default="benchmarks/results/bench_tuning.json")
+    parser.add_argument("--save", help="also write the tuned prompt to this .safetensors file")
     args = parser.parse_args(argv)
     model = load_model(args.checkpoint)
     predictor = SegGPTPredictor(model, device="cpu")
     size = model.config.half_size
-    train_images, train_masks = split(size, 101, args.train)
-    test_images, test_masks = split(size, 202, args.held_out)
+    train_images, train_masks = fixed_class_split(size, "train", args.train)
+    test_images, test_masks = fixed_class_split(size, "held_out", args.held_out)
     # Baseline: the best single real pair, chosen on the training split only.
     candidates = [i for i in range(args.train) if len(np.unique(train_masks[i])) == len(CLASSES)]
     candidates = candidates[: args.candidates]
@@ -110,6 +100,8 @@ def main(argv=None) -> dict:
         f"gain: {result['gain_points']:+.1f} mIoU points ({args.steps} steps, "
         f"{tuning_seconds:.0f} s)"
     )
+    if args.save:
+        print(f"tuned prompt: {tuned.save(args.save)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     return result

@@ -17,13 +17,16 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import datasets
 import numpy as np
 import torch.utils.data
 
 from data_mixtures.masking import MaskingConfig
+
+if TYPE_CHECKING:
+    from data_mixtures.synthetic import SyntheticConfig
 from data_mixtures.records import Episode, SegType
 from data_mixtures.sampling import SamplingConfig, sample_episode
 from data_mixtures.sources.base import RecordSource
@@ -203,19 +206,24 @@ class MixtureDataset(torch.utils.data.Dataset):
 
 
 def default_entries(
-    canvas_size: tuple[int, int] = (896, 448), *, seed: int = 0, num_synthetic: int = 10_000
+    canvas_size: tuple[int, int] = (896, 448),
+    *,
+    seed: int = 0,
+    num_synthetic: int = 10_000,
+    synthetic: SyntheticConfig | None = None,
 ) -> list[MixtureEntry]:
     """The bundled mixture: synthetic semantic 0.5, synthetic instance 0.3, photo regions 0.2.
 
-    Synthetic images are drawn at the pair size (H/2, W); photos are scaled to at most that.
+    Synthetic images are drawn at the pair size (H/2, W) with ``synthetic`` (default: the
+    source's defaults, ``num_synthetic`` records); photos are scaled to at most that size.
     """
     from data_mixtures.sources.photos import PhotoSource
     from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
 
     pair_size = (canvas_size[0] // 2, canvas_size[1])
-    synthetic = SyntheticSource(
-        SyntheticConfig(image_size=pair_size, num_records=num_synthetic), seed=seed
-    )
+    if synthetic is None:
+        synthetic = SyntheticConfig(image_size=pair_size, num_records=num_synthetic)
+    synthetic = SyntheticSource(synthetic, seed=seed)
     photos = PhotoSource(max_side=max(pair_size))
     return [
         MixtureEntry("synthetic-semantic", 0.5, synthetic, SegType.SEMANTIC),

@@ -75,6 +75,11 @@ class SyntheticConfig:
             stays distinct from a diamond).
         clutter_strokes: inclusive range of unlabelled lines and blobs on the background.
         noise_std: std of the pixel noise added to the whole image (0..255 scale).
+        colour_jitter: None (default): every object gets random colours, so only shape and
+            texture tell categories apart. A number: each labelled category has its own pair of
+            colours (fixed by its position in ``categories``) and every object's colours are
+            that pair plus Gaussian noise of this std (0..255 scale), so the colour scheme is a
+            cue too (an easier task). Distractors always get random colours.
     """
 
     image_size: tuple[int, int] = (224, 224)
@@ -88,6 +93,7 @@ class SyntheticConfig:
     max_rotation_deg: float = 20.0
     clutter_strokes: tuple[int, int] = (4, 16)
     noise_std: float = 6.0
+    colour_jitter: float | None = None
 
     def __post_init__(self) -> None:
         height, width = self.image_size
@@ -108,6 +114,8 @@ class SyntheticConfig:
                 raise ConfigError(f"{name} must be (low, high) with 0 <= low <= high")
         if not _range_ok(self.object_size, 0.02) or self.object_size[1] > 0.5:
             raise ConfigError(f"object_size must lie in [0.02, 0.5], got {self.object_size}")
+        if self.colour_jitter is not None and self.colour_jitter < 0:
+            raise ConfigError(f"colour_jitter must be None or >= 0, got {self.colour_jitter}")
         if self.noise_std < 0 or not 0 <= self.max_rotation_deg <= 45:
             raise ConfigError("noise_std must be >= 0 and max_rotation_deg in [0, 45]")
 
@@ -240,13 +248,21 @@ class SyntheticSource(RecordSource):
                     centre=(rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width),
                     radius=radius,
                     angle=rng.uniform(-max_angle, max_angle),
-                    colours=_contrasting_colours(rng),
+                    colours=self._colours(class_id, rng),
                     period=max(3.0, rng.uniform(0.3, 0.5) * radius),
                     phase=(rng.uniform(), rng.uniform()),
                     stripe_angle=rng.uniform(0, math.pi),
                 )
             )
         return placements
+
+    def _colours(self, class_id: int, rng: np.random.Generator) -> np.ndarray:
+        """(2, 3) float fill colours of one object of ``class_id`` (0: a distractor)."""
+        jitter = self.config.colour_jitter
+        if jitter is None or class_id == 0:
+            return _contrasting_colours(rng)
+        scheme = _contrasting_colours(np.random.default_rng([7, class_id]))  # per category
+        return np.clip(scheme + rng.normal(0.0, jitter, scheme.shape), 0, 255)
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         """(H, W, 3) float: gradient + low-frequency noise + clutter strokes."""

@@ -17,6 +17,8 @@ from seggpt.model import build_seggpt
 logger = logging.getLogger(__name__)
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "demo_seggpt.safetensors"
+#: A prompt tuned for the demo model on the bundled fixed-class task (benchmarks/bench_tuning.py).
+DEMO_TUNED_PROMPT = DEMO_CHECKPOINT.with_name("demo_tuned_prompt.safetensors")
 
 # Hub ids users commonly pass, with the files that hold the weights.
 HUB_FILES = {

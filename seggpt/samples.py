@@ -24,9 +24,12 @@ class Sample:
 
 
 def synthetic_samples(size: tuple[int, int], seed: int = 7) -> list[Sample]:
-    source = SyntheticSource(
-        SyntheticConfig(image_size=size, num_records=1000), seed=seed, name="demo-synthetic"
-    )
+    """Held-out episodes of the demo mixture's synthetic images (the demo model's training data
+    uses other generator seeds)."""
+    from seggpt.training_data import DEMO_SYNTHETIC
+
+    config = SyntheticConfig(image_size=size, num_records=1000, **DEMO_SYNTHETIC)
+    source = SyntheticSource(config, seed=seed, name="demo-synthetic")
     one = build_eval_episodes(source, num_episodes=2, shots=1, seed=seed)
     few = build_eval_episodes(source, num_episodes=1, shots=4, seed=seed + 1)
     multi = build_eval_episodes(source, num_episodes=1, shots=1, seed=seed + 2, binary=False)
@@ -63,6 +66,29 @@ def photo_sample(max_side: int, objects: int = 3) -> Sample:
         flip_record(record), (h // 10, w // 10, h - h // 10, w - w // 10), (h, w)
     )
     return Sample("photo_coins", [record.image], [labels], view.image, view.semantic)
+
+
+#: Classes of the bundled fixed-class task (the "easy" synthetic categories) that in-context
+#: tuning is shown on: benchmarks/bench_tuning.py and the app's Tuned-prompt tab.
+FIXED_CLASS_NAMES = ("background", "circle/solid-noise", "square/stripes", "triangle/checker")
+#: Generator seeds of its splits.
+FIXED_CLASS_SEEDS = {"train": 101, "held_out": 202}
+
+
+def fixed_class_split(
+    size: tuple[int, int], split: str, count: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``count`` images and (H, W) class-id masks of the fixed-class task's ``split``."""
+    from seggpt.training_data import EASY_SYNTHETIC
+
+    seed = FIXED_CLASS_SEEDS[split]
+    source = SyntheticSource(
+        SyntheticConfig(image_size=size, num_records=max(count, 1), **EASY_SYNTHETIC),
+        seed=seed,
+        name=f"fixed-class-{split}",
+    )
+    records = [source[i] for i in range(count)]
+    return [r.image for r in records], [r.semantic for r in records]
 
 
 def bundled_samples(half_size: tuple[int, int]) -> list[Sample]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class TrainConfig:
         layer_decay: layer-wise lr decay (1.0 = none).
         clip_grad: gradient-norm clip (0 = none).
         drop_path: stochastic depth rate (overrides the variant's).
+        loss_beta: smooth-L1 beta of the training loss (None: the model variant's; Painter's
+            0.01 suits large models, small ones learn faster with ~1, a near-quadratic loss).
         foreground_weight: loss weight of coloured target pixels relative to background (1.0 =
             Painter's plain masked loss).
         grad_checkpointing: recompute block activations in the backward pass.
@@ -89,6 +92,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 3.0
     drop_path: float = 0.0
+    loss_beta: float | None = None
     foreground_weight: float = 1.0
     grad_checkpointing: bool = False
     precision: Precision = Precision.FP32
@@ -112,6 +116,7 @@ class TrainConfig:
             (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
             (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
             (self.foreground_weight > 0, "foreground_weight must be > 0"),
+            (self.loss_beta is None or self.loss_beta > 0, "loss_beta must be None or > 0"),
             (self.keep_last >= 1, "keep_last must be >= 1"),
             (0 <= self.data.mask_ratio <= 1, "data.mask_ratio must be in [0, 1]"),
         ]
@@ -177,6 +182,12 @@ def _parse_value(text: str) -> Any:
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML/JSON config (or the defaults) and apply ``key=value`` / ``data.key=value``."""
+    return _build(TrainConfig, read_config_mapping(path, overrides), str(path or "defaults"))
+
+
+def read_config_mapping(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The mapping in a YAML/JSON file (empty without one) with ``key=value`` overrides
+    applied (dotted keys reach nested mappings; values are parsed as YAML scalars)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -194,7 +205,7 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] = ())
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = _parse_value(text)
-    return _build(TrainConfig, data, str(path or "defaults"))
+    return data
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,7 +105,10 @@ class Trainer:
         vit = model_config.vit.__class__(
             **{**model_config.vit.__dict__, "drop_path_rate": config.drop_path}
         )
-        model_config = model_config.__class__(**{**model_config.__dict__, "vit": vit})
+        beta = model_config.loss_beta if config.loss_beta is None else config.loss_beta
+        model_config = model_config.__class__(
+            **{**model_config.__dict__, "vit": vit, "loss_beta": beta}
+        )
         model = build_model(model_config)
         if config.init:
             report = initialise_from(model, config.init)
@@ -244,14 +248,16 @@ class Trainer:
             return copy
         return self.model if self.env.is_main else None
 
-    def evaluate(self, *, shots: int = 1) -> EvalReport | None:
+    def evaluate(self, *, shots: int = 1, baselines: bool = True) -> EvalReport | None:
+        """Held-out mIoU with ``shots`` prompts per episode (feature ensemble); the episodes
+        are the same for every ``shots`` up to 4."""
         model = self.eval_model()
         report = None
         if model is not None:
             was_training = model.training
             episodes = build_eval_episodes(self.config, self.model.config, shots=max(shots, 4))
             predictor = SegGPTPredictor(model, device=self.device)
-            report = evaluate(predictor, episodes, shots=shots)
+            report = evaluate(predictor, episodes, shots=shots, baselines=baselines)
             model.train(was_training)
         if self.env.world_size > 1:
             dist.barrier()
@@ -373,17 +379,32 @@ class Trainer:
             rows = [g.tolist() for g in gathered]
             (self.run_dir / "rank_checksums.json").write_text(json.dumps(rows))
 
-    def export(self, path: str | os.PathLike, report: EvalReport | None) -> None:
-        """Write the final model in the native format (rank 0), with its eval report beside it."""
+    def export(self, path: str | os.PathLike) -> dict | None:
+        """Write the final model in the native format (rank 0) and, beside it, its eval report
+        (``.report.json``: one-shot mIoU with the prompt-ignoring baselines and 4-shot mIoU on
+        the same held-out episodes) and the training curves (``.curves.png``)."""
+        one = self.evaluate(shots=1)
+        few = self.evaluate(shots=4, baselines=False)
         model = self.eval_model()
-        if model is None:
-            return
-        extra = {"train_config": json.dumps(self.config.to_dict())}
-        save_native(model, path, extra=extra)
-        if report is not None:
-            report_path = Path(path).with_suffix(".report.json")
-            text = json.dumps({"step": self.step, **report.to_dict()}, indent=2)
-            atomic_write(report_path, lambda tmp: Path(tmp).write_text(text))
+        if model is None or one is None or few is None:
+            return None
+        path = Path(path)
+        save_native(model, path, extra={"train_config": json.dumps(self.config.to_dict())})
+        seconds = [row["seconds"] for row in self.history if "seconds" in row]
+        report = {
+            "step": self.step,
+            **one.to_dict(),
+            "few_shot": {"shots": 4, "ensemble": "feature", "miou": few.miou},
+            "train_seconds": seconds[-1] if seconds else None,
+        }
+        text = json.dumps(report, indent=2)
+        atomic_write(path.with_suffix(".report.json"), lambda tmp: Path(tmp).write_text(text))
+        curves = self.run_dir / "curves.png"
+        if curves.is_file():
+            atomic_write(
+                path.with_suffix(".curves.png"), lambda tmp: shutil.copyfile(curves, tmp)
+            )
+        return report
 
 
 class RunLogs:

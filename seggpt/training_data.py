@@ -13,9 +13,10 @@ from painter.config import PainterConfig
 from painter.errors import ConfigError
 from seggpt.train_config import TrainConfig
 
-MIXTURES = ("default", "synthetic", "easy")
+MIXTURES = ("default", "synthetic", "easy", "demo")
 
-# "easy": three categories, one instance each, large and uncluttered; for smoke tests of learning.
+# "easy": three categories, each with its own colour scheme, one instance each, large and
+# uncluttered; for smoke tests of learning and the fixed-class tuning task.
 EASY_SYNTHETIC = dict(
     categories=(
         (Shape.CIRCLE, Texture.SOLID_NOISE),
@@ -29,12 +30,33 @@ EASY_SYNTHETIC = dict(
     object_size=(0.2, 0.3),
     clutter_strokes=(0, 0),
     noise_std=2.0,
+    colour_jitter=10.0,
 )
+
+
+# "demo": the bundled demo model's data. Six shape/texture categories, each with its own
+# (jittered) colour scheme, two or three categories per image so that only the prompt tells which
+# one to paint, one or two instances each, a distractor, clutter strokes and occlusion.
+DEMO_SYNTHETIC = dict(
+    categories=tuple(
+        (shape, texture)
+        for shape in (Shape.CIRCLE, Shape.SQUARE, Shape.TRIANGLE)
+        for texture in (Texture.SOLID_NOISE, Texture.STRIPES)
+    ),
+    categories_per_image=(2, 3),
+    instances_per_category=(1, 2),
+    distractors_per_image=(0, 1),
+    object_size=(0.18, 0.3),
+    clutter_strokes=(2, 8),
+    noise_std=4.0,
+    colour_jitter=20.0,
+)
+_SYNTHETIC_OF_MIXTURE = {"easy": EASY_SYNTHETIC, "demo": DEMO_SYNTHETIC}
 
 
 def synthetic_config(config: TrainConfig, size: tuple[int, int], records: int) -> SyntheticConfig:
     """The synthetic images of ``config.data.mixture`` at ``size`` = (H, W)."""
-    extra = EASY_SYNTHETIC if config.data.mixture == "easy" else {}
+    extra = _SYNTHETIC_OF_MIXTURE.get(config.data.mixture, {})
     return SyntheticConfig(image_size=size, num_records=records, **extra)
 
 
@@ -52,7 +74,8 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
         )
         entries = [MixtureEntry("easy-semantic", 1.0, source, SegType.SEMANTIC)]
     else:
-        entries = default_entries(canvas, seed=data.seed)
+        synthetic = synthetic_config(config, model_config.half_size, 10_000)
+        entries = default_entries(canvas, seed=data.seed, synthetic=synthetic)
     if data.mixture == "synthetic":
         entries = [e for e in entries if e.name.startswith("synthetic")]
     return MixtureDataset(
@@ -67,9 +90,8 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
 
 def held_out_source(config: TrainConfig, model_config: PainterConfig) -> SyntheticSource:
     """Synthetic images the training stream never draws (another generator seed)."""
-    size = model_config.half_size
     return SyntheticSource(
-        SyntheticConfig(image_size=size, num_records=100_000),
+        synthetic_config(config, model_config.half_size, 100_000),
         seed=config.data.eval_seed,
         name="held-out-synthetic",
     )

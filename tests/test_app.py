@@ -8,16 +8,23 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import app_gradio as app
 from painter.errors import InputMismatchError, InvalidImageError, InvalidMaskError
 from painter.io import default_palette, load_image, load_mask, overlay, save_image
+from painter.promptable import PromptablePredictor, build_sam, refine_mask
+from painter.promptable.checkpoint import save_sam
 from seggpt import SegGPTPredictor, load_model
+from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
+from seggpt.tuning import TunedPrompt, tune_prompt, tuning_data
+from seggpt.video import VideoSegmenter
 from tests.app_server import REPO, running_app
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -42,9 +49,27 @@ def predictor(tiny_checkpoint) -> SegGPTPredictor:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint, tmp_path_factory):
+def tuned_prompt_file(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A prompt tuned for a few steps for the tiny model on the fixed-class task."""
+    model = load_model(tiny_checkpoint)
+    images, masks = fixed_class_split(model.config.half_size, "train", 4)
+    data = tuning_data(model, images, masks, len(FIXED_CLASS_NAMES) - 1)
+    tuned = tune_prompt(model, data, FIXED_CLASS_NAMES, steps=3, batch_size=2, progress=False)
+    return tuned.save(tmp_path_factory.mktemp("tuned") / "shapes.safetensors")
+
+
+@pytest.fixture(scope="module")
+def promptable_file(tmp_path_factory) -> Path:
+    """A randomly initialised tiny promptable model (the app must serve it exactly)."""
+    torch.manual_seed(0)
+    return save_sam(build_sam("sam_tiny"), tmp_path_factory.mktemp("sam") / "sam.safetensors")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tuned_prompt_file, promptable_file, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("app")
-    with running_app(tiny_checkpoint, workdir) as url:
+    extra = ("--tuned-prompt", str(tuned_prompt_file), "--promptable", str(promptable_file))
+    with running_app(tiny_checkpoint, workdir, *extra) as url:
         yield url
 
 
@@ -141,7 +166,16 @@ def test_main_reports_a_bad_checkpoint_without_a_traceback(tmp_path, capsys):
 
 def test_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/segment", "/example_files", "/model_info"}
+    assert set(endpoints) == {
+        "/segment",
+        "/example_files",
+        "/model_info",
+        "/track",
+        "/video_example",
+        "/segment_tuned",
+        "/promptable",
+        "/refine",
+    }
     names = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
     assert names == ["prompt_images", "prompt_masks", "query_images", "ensemble"]
 
@@ -236,6 +270,106 @@ def test_errors_are_readable_and_the_server_keeps_serving(client, tmp_path):
         [image], [handle_file(tmp_path / "mask.png")], [query], api_name="/segment"
     )
     assert load_mask(masks[0]).shape == (48, 64)
+
+
+def test_track_endpoint_equals_video_segmenter(client, predictor):
+    frames, first_mask = client.predict(api_name="/video_example")
+    assert len(frames) == 12 and load_mask(first_mask).max() >= 2  # several objects
+    gif, masks_zip, info = client.predict(
+        [handle_file(f) for f in frames], handle_file(first_mask), 2, api_name="/track"
+    )
+    with one_thread():
+        expected = list(VideoSegmenter(predictor, memory_size=2).run(frames, first_mask))
+    unpacked = Path(client.output_dir) / "unpacked"
+    with zipfile.ZipFile(masks_zip) as archive:
+        names = sorted(archive.namelist())
+        archive.extractall(unpacked)
+    assert names == [f"{i:05d}.png" for i in range(12)]
+    for name, reference in zip(names, expected):
+        np.testing.assert_array_equal(load_mask(unpacked / name), reference)
+    assert Image.open(gif).n_frames == 12
+    assert "through 12 frames with a memory of 2" in info
+
+
+def test_track_errors_are_readable(client, tmp_path):
+    frames, first_mask = client.predict(api_name="/video_example")
+    small = tmp_path / "small_mask.png"
+    save_image(small, load_mask(first_mask)[:20, :20].astype(np.uint8))
+    with pytest.raises(AppError, match="first-frame mask is 20x20") as caught:
+        client.predict([handle_file(f) for f in frames], handle_file(small), api_name="/track")
+    assert "Traceback" not in str(caught.value)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    with pytest.raises(AppError, match="not image frames"):
+        client.predict(
+            [handle_file(frames[0]), handle_file(tmp_path / "notes.txt")],
+            handle_file(first_mask),
+            api_name="/track",
+        )
+
+
+def test_segment_tuned_equals_predictor(client, predictor, tuned_prompt_file):
+    images, _ = fixed_class_split(predictor.config.half_size, "held_out", 2)
+    queries = []
+    for i, image in enumerate(images):
+        queries.append(Path(client.output_dir) / f"q{i}.png")
+        save_image(queries[-1], image)
+    masks, overlays, legend = client.predict(
+        "shapes", [handle_file(q) for q in queries], api_name="/segment_tuned"
+    )
+    tuned = TunedPrompt.load(tuned_prompt_file)
+    with one_thread():
+        reference = predictor.predict(
+            None, None, [str(q) for q in queries], prompts=tuned.prepared(predictor.device)
+        )
+    assert [Path(m).name for m in masks] == ["q0_mask.png", "q1_mask.png"]
+    for path, ref in zip(masks, reference):
+        np.testing.assert_array_equal(load_mask(path), ref.mask)
+    assert "1=circle/solid-noise" in legend and len(overlays) == 2
+    with pytest.raises(AppError, match="not a tuned prompt"):
+        client.predict(
+            handle_file(queries[0]), [handle_file(queries[0])], api_name="/segment_tuned"
+        )
+
+
+def test_promptable_endpoint_equals_predictor(client, promptable_file, tmp_path):
+    image = load_image(client.predict("photo_coins", api_name="/example_files")[2][0])
+    save_image(tmp_path / "photo.png", image)
+    reference = PromptablePredictor(build_sam(checkpoint=promptable_file), device="cpu")
+    with one_thread():
+        reference.set_image(image)
+        by_point = reference.predict(points=[[40, 30]], labels=[1], multimask=True)
+        by_box = reference.predict(box=[10, 12, 70, 50], multimask=False)
+    masks, scores = client.predict(
+        handle_file(tmp_path / "photo.png"), "40,30", "", api_name="/promptable"
+    )
+    order = np.argsort(-by_point.scores[0])
+    assert scores == pytest.approx(by_point.scores[0][order].tolist(), abs=1e-5)
+    assert len(masks) == 3
+    for path, k in zip(masks, order):
+        np.testing.assert_array_equal(load_mask(path), by_point.masks[0, k].astype(np.int64))
+    [box_mask], [score] = client.predict(
+        handle_file(tmp_path / "photo.png"), "", "10,12,70,50", api_name="/promptable"
+    )
+    np.testing.assert_array_equal(load_mask(box_mask), by_box.masks[0, 0].astype(np.int64))
+    assert score == pytest.approx(float(by_box.scores[0, 0]), abs=1e-5)
+    with pytest.raises(AppError, match="must be x,y or x,y,label"):
+        client.predict(handle_file(tmp_path / "photo.png"), "40", "", api_name="/promptable")
+
+
+def test_refine_endpoint_equals_refine_mask(client, promptable_file, tmp_path):
+    image = load_image(client.predict("photo_coins", api_name="/example_files")[2][0])
+    save_image(tmp_path / "photo.png", image)
+    mask = np.zeros(image.shape[:2], dtype=np.uint8)
+    mask[10:40, 15:50] = 1
+    mask[45:60, 60:90] = 2
+    save_image(tmp_path / "mask.png", mask)
+    refined = client.predict(
+        handle_file(tmp_path / "photo.png"), handle_file(tmp_path / "mask.png"), api_name="/refine"
+    )
+    predictor = PromptablePredictor(build_sam(checkpoint=promptable_file), device="cpu")
+    with one_thread():
+        expected = refine_mask(predictor, image, mask.astype(np.int64))
+    np.testing.assert_array_equal(load_mask(refined), expected)
 
 
 @pytest.mark.slow

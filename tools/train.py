@@ -54,13 +54,18 @@ def run(args: argparse.Namespace) -> None:
             raise PainterError(f"--resume: no checkpoint in {args.out}")
         trainer.resume(path)
     result = trainer.fit(stop_after=args.stop_after)
-    if args.export and result.step == config.steps:
-        trainer.export(args.export, result.eval)
     if result.eval is not None:
         print(
             f"step {result.step}: eval mIoU {result.eval.miou:.3f} "
             f"baselines {result.eval.baselines}"
         )
+    if args.export and result.step == config.steps:
+        report = trainer.export(args.export)
+        if report is not None:
+            print(
+                f"exported {args.export}: one-shot mIoU {report['miou']:.3f}, 4-shot "
+                f"{report['few_shot']['miou']:.3f}, baselines {report['baselines']}"
+            )
 
 
 if __name__ == "__main__":

@@ -224,3 +224,17 @@ def sam_tiny() -> SamConfig:
         decoder_mlp_dim=128,
         iou_head_hidden_dim=64,
     )
+
+
+@register
+def sam_demo() -> SamConfig:
+    """The bundled promptable demo model: 128-wide 4-block encoder at 128 px in 8-pixel patches
+    (a 16x16 embedding grid, 4x4 windows, blocks 1 and 3 global), 64-wide decoder."""
+    return SamConfig(
+        encoder=sam_encoder(128, 4, 4, (1, 3), image_size=128, window=4, patch=8),
+        image_size=128,
+        prompt_embed_dim=64,
+        decoder_heads=4,
+        decoder_mlp_dim=256,
+        iou_head_hidden_dim=64,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,6 +25,11 @@ from painter.promptable.prompt_encoder import PromptEncoder
 from painter.promptable.transforms import normalize_and_pad
 
 logger = logging.getLogger(__name__)
+
+#: The bundled promptable demo model (``make demo-promptable``), beside the SegGPT demo model.
+DEMO_PROMPTABLE = (
+    Path(__file__).resolve().parents[2] / "seggpt" / "weights" / "demo_promptable.safetensors"
+)
 
 
 class PromptableSegmenter(nn.Module):
@@ -129,7 +135,8 @@ def build_sam(
             config. With a checkpoint, the checkpoint decides the architecture and ``variant``,
             when given, must match it.
         checkpoint: Meta's official ``.pth``, a transformers ``SamModel`` folder (config.json +
-            weights) or this project's safetensors file (see ``save_sam``).
+            weights), this project's safetensors file (see ``save_sam``), or "demo": the
+            bundled promptable demo model (``sam_demo``).
     Returns:
         the model in eval mode.
     """
@@ -141,6 +148,13 @@ def build_sam(
 
     from painter.promptable.checkpoint import load_sam_state, read_sam_checkpoint
 
+    if str(checkpoint) == "demo":
+        checkpoint = DEMO_PROMPTABLE
+        if not checkpoint.is_file():
+            raise CheckpointError(
+                f"the bundled promptable demo model {checkpoint} is missing; build it with "
+                "`make demo-promptable` or pass a checkpoint path"
+            )
     raw = read_sam_checkpoint(checkpoint)
     config = raw.config
     if wanted is not None:

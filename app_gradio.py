@@ -447,16 +447,7 @@ def in_context_tab(ctx: AppContext) -> None:
                                     height=180,
                                 )
                             )
-                queries = gr.Gallery(
-                    label="query images",
-                    type="filepath",
-                    interactive=True,
-                    format="png",
-                    file_types=["image"],
-                    columns=4,
-                    height=240,
-                    object_fit="contain",
-                )
+                queries = query_gallery()
                 ensemble = gr.Radio(
                     [mode.value for mode in EnsembleMode],
                     value="feature",
@@ -562,6 +553,20 @@ def in_context_tab(ctx: AppContext) -> None:
             api_name="segment",
         )
         api_button.click(example_files, inputs=api_name, outputs=api_in, api_name="example_files")
+
+
+def query_gallery() -> gr.Gallery:
+    """An upload gallery for query images."""
+    return gr.Gallery(
+        label="query images",
+        type="filepath",
+        interactive=True,
+        format="png",
+        file_types=["image"],
+        columns=4,
+        height=240,
+        object_fit="contain",
+    )
 
 
 def brush_editor(label: str, height: int = 340) -> gr.ImageEditor:
@@ -716,16 +721,7 @@ def tuned_tab(ctx: AppContext) -> None:
                     label="tuned prompt",
                 )
                 upload = gr.File(label="or upload a tuned prompt (.safetensors)")
-                queries = gr.Gallery(
-                    label="query images",
-                    type="filepath",
-                    interactive=True,
-                    format="png",
-                    file_types=["image"],
-                    columns=4,
-                    height=240,
-                    object_fit="contain",
-                )
+                queries = query_gallery()
                 example = gr.Button("Bundled query", size="sm")
                 run = gr.Button("Segment", variant="primary")
             with gr.Column():

@@ -26,3 +26,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def small_sam_config():
+    """A 64-px promptable config small enough to train in a test."""
+    from painter.promptable.config import SamConfig, sam_encoder
+
+    return SamConfig(
+        encoder=sam_encoder(32, 2, 2, (1,), image_size=64, window=4, patch=8),
+        image_size=64,
+        prompt_embed_dim=32,
+        decoder_depth=1,
+        decoder_heads=2,
+        decoder_mlp_dim=64,
+        iou_head_hidden_dim=32,
+    )

@@ -10,7 +10,6 @@ import torch
 
 from data_mixtures.records import SegRecord
 from painter.errors import ConfigError
-from painter.promptable.config import SamConfig, sam_encoder
 from painter.promptable.losses import SimulatedPrompt
 from painter.promptable.model import build_sam_from_config
 from painter.promptable.prompt_encoder import PADDING_LABEL
@@ -23,18 +22,7 @@ from painter.promptable.training import (
     object_sample,
     train_promptable,
 )
-
-
-def tiny_config() -> SamConfig:
-    return SamConfig(
-        encoder=sam_encoder(32, 2, 2, (1,), image_size=64, window=4, patch=8),
-        image_size=64,
-        prompt_embed_dim=32,
-        decoder_depth=1,
-        decoder_heads=2,
-        decoder_mlp_dim=64,
-        iou_head_hidden_dim=32,
-    )
+from tests.promptable_helpers import small_sam_config
 
 
 def test_object_sample_splits_instances_into_components_and_pads_square():
@@ -74,7 +62,7 @@ def test_centre_point_is_the_deepest_pixel():
 
 def test_interactive_training_fits_a_batch():
     torch.manual_seed(0)
-    model = build_sam_from_config(tiny_config()).train()
+    model = build_sam_from_config(small_sam_config()).train()
     images = torch.rand(2, 3, 64, 64) * 255
     targets = []
     for b in range(2):
@@ -113,7 +101,9 @@ def test_train_promptable_writes_metrics_and_report(tmp_path):
     config = PromptableTrainConfig(
         steps=3, batch_size=2, objects_per_image=2, rounds=2, warmup_steps=1, eval_images=3
     )
-    model, report = train_promptable(config, tmp_path, sam_config=tiny_config(), progress=False)
+    model, report = train_promptable(
+        config, tmp_path, sam_config=small_sam_config(), progress=False
+    )
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 4
     held = report["held_out"]
     assert held["objects"] > 0 and 0 <= held["one_point_miou"] <= 1
@@ -122,17 +112,18 @@ def test_train_promptable_writes_metrics_and_report(tmp_path):
 
 def test_evaluation_of_a_perfect_oracle_is_one(monkeypatch):
     from painter.promptable import predictor as predictor_module
-    from painter.promptable.training import demo_sources
+    from painter.promptable.training import demo_sources, object_samples
 
     _, _, held_out = demo_sources(64, 0)
+    samples = object_samples(held_out, 3, 64)
 
     class Oracle:
         def __init__(self, *args, **kwargs):
             self.truth = None
 
         def set_image(self, image):
-            index = [i for i in range(3) if np.array_equal(samples[i].image, image)][0]
-            self.truth = samples[index].masks
+            [match] = [s for s in samples if np.array_equal(s.image, image)]
+            self.truth = match.masks
 
         def predict(self, points=None, labels=None, box=None, multimask=True):
             masks = self.truth[:, None]
@@ -140,11 +131,10 @@ def test_evaluation_of_a_perfect_oracle_is_one(monkeypatch):
                 masks, np.ones((len(masks), 1)), np.zeros((len(masks), 1, 4, 4))
             )
 
-    samples = [object_sample(held_out[i], 64, 64) for i in range(3)]
     monkeypatch.setattr(predictor_module, "PromptablePredictor", Oracle)
-    model = build_sam_from_config(tiny_config())
-    scores = evaluate_prompts(model, held_out, 3, min_pixels=64)
+    scores = evaluate_prompts(build_sam_from_config(small_sam_config()), samples)
     assert scores["one_point_miou"] == 1.0 and scores["box_miou"] == 1.0
+    assert scores["objects"] == sum(len(s.masks) for s in samples)
 
 
 def test_bad_training_config_is_refused():

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from painter.errors import PainterError
 
 
-def run_cli(run: Callable[[], object]) -> int:
+def run_cli(run: Callable[[], object], *, log_level: int = logging.WARNING) -> int:
     """Call ``run``; a PainterError (or an OSError from writing outputs) becomes one readable
-    ``error: ...`` line on stderr and exit code 2 instead of a traceback."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ``error: ...`` line on stderr and exit code 2 instead of a traceback. Log records at
+    ``log_level`` and above go to stderr."""
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         run()
     except (PainterError, OSError) as err:

@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_cli(lambda: run(args))
+    return run_cli(lambda: run(args), log_level=logging.INFO)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -356,7 +356,8 @@ def train_promptable(
         "train_seconds": rows[-1][3],
         "final_train_loss": float(np.mean([r[1] for r in rows[-50:]])),
         "held_out": evaluate_prompts(
-            model, held_out, config.eval_images, min_pixels=config.min_object_pixels
+            model,
+            object_samples(held_out, config.eval_images, side, min_pixels=config.min_object_pixels),
         ),
     }
     atomic_write(
@@ -372,31 +373,40 @@ def centre_point(mask: np.ndarray) -> np.ndarray:
     return np.array([x, y], dtype=np.float32)
 
 
+def object_samples(
+    source: RecordSource, count: int, side: int, *, start: int = 0, min_pixels: int = 64
+) -> list[ObjectSample]:
+    """The object samples of records ``start``, ``start + 1``, ... of ``source`` (records with
+    no object large enough are skipped) until ``count`` are found."""
+    samples, index = [], start
+    while len(samples) < count and index < len(source):
+        sample = object_sample(source[index], side, min_pixels)
+        if sample is not None:
+            samples.append(sample)
+        index += 1
+    if not samples:
+        raise DatasetError(f"{source.name}: no object of >= {min_pixels} pixels to evaluate on")
+    return samples
+
+
 @torch.inference_mode()
 def evaluate_prompts(
-    model: PromptableSegmenter, source: RecordSource, images: int, *, min_pixels: int = 64
+    model: PromptableSegmenter, samples: Sequence[ObjectSample]
 ) -> dict[str, float]:
-    """Mean IoU over held-out objects for one centre point (best-scored of the multimask
-    candidates) and for the object's exact box (single mask)."""
+    """Mean IoU over the objects of ``samples`` for one centre click (the best-scored of the
+    multimask candidates) and for the object's exact box (single mask)."""
     from painter.promptable.predictor import PromptablePredictor
 
     predictor = PromptablePredictor(model, device=next(model.parameters()).device)
-    side = model.config.image_size
     point_ious, box_ious = [], []
-    for index in range(images):
-        sample = object_sample(source[index], side, min_pixels)
-        if sample is None:
-            continue
+    for sample in samples:
         predictor.set_image(sample.image)
         masks = sample.masks
         points = np.stack([centre_point(m) for m in masks])[:, None]  # (P, 1, 2)
         by_point = predictor.predict(points=points, labels=np.ones((len(masks), 1))).best()
-        boxes = np.stack([_box(m) for m in masks])  # (P, 4)
-        by_box = predictor.predict(box=boxes, multimask=False).masks[:, 0]
+        by_box = predictor.predict(box=np.stack([mask_box(m) for m in masks]), multimask=False)
         point_ious += [_iou(p, m) for p, m in zip(by_point, masks)]
-        box_ious += [_iou(p, m) for p, m in zip(by_box, masks)]
-    if not point_ious:
-        raise DatasetError("no held-out object to evaluate on")
+        box_ious += [_iou(p, m) for p, m in zip(by_box.masks[:, 0], masks)]
     return {
         "one_point_miou": float(np.mean(point_ious)),
         "box_miou": float(np.mean(box_ious)),
@@ -404,7 +414,8 @@ def evaluate_prompts(
     }
 
 
-def _box(mask: np.ndarray) -> np.ndarray:
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """(4,) x0, y0, x1, y1 of a non-empty (H, W) bool mask (inclusive pixel bounds)."""
     ys, xs = np.nonzero(mask)
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
 

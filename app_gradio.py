@@ -670,7 +670,7 @@ def video_tab(ctx: AppContext) -> None:
             video = ctx.video_example
             return video["frames"], video["first_mask"]
 
-        example.click(video_example, outputs=[files, mask_file], api_visibility="private")
+        example.click(lambda: video_example(), outputs=[files, mask_file], api_visibility="private")
 
         with gr.Column(visible=False):
             api_frames = gr.File(file_count="multiple", label="frames")
@@ -755,18 +755,26 @@ def tuned_tab(ctx: AppContext) -> None:
         example.click(lambda: ctx.tuned_queries, outputs=queries, api_visibility="private")
 
         with gr.Column(visible=False):
-            api_prompt = gr.File(label="tuned_prompt")
             api_queries = gr.File(file_count="multiple", label="query_images")
+            api_name = gr.Textbox(label="name")
+            api_prompt = gr.File(label="tuned_prompt_file")
             api_out = [gr.File(file_count="multiple", label=k) for k in ("masks", "overlays")]
             api_legend = gr.Textbox(label="legend")
             api_button = gr.Button()
 
         @readable_errors
-        def segment_tuned(tuned_prompt, query_images):
-            """Segment query image files with a tuned prompt file (or the name of a loaded one);
-            returns class-index mask PNGs, overlay PNGs and a legend of class ids."""
-            path = getattr(tuned_prompt, "name", tuned_prompt)
-            path = ctx.tuned_prompts.get(path, path)
+        def segment_tuned(query_images, name="", tuned_prompt_file=None):
+            """Segment query image files with the tuned prompt the app offers under ``name``, or
+            with an uploaded ``tuned_prompt_file``; returns class-index mask PNGs, overlay PNGs
+            and a legend of class ids."""
+            path = getattr(tuned_prompt_file, "name", tuned_prompt_file)
+            if not path:
+                if name not in ctx.tuned_prompts:
+                    raise InputMismatchError(
+                        f"no tuned prompt named {name!r}; the app offers "
+                        f"{list(ctx.tuned_prompts)}, or upload a tuned prompt file"
+                    )
+                path = ctx.tuned_prompts[name]
             queries = [getattr(q, "name", q) for q in query_images or []]
             seg, files, _ = segment_with(path, queries)
             tuned = TunedPrompt.load(path)
@@ -775,7 +783,7 @@ def tuned_tab(ctx: AppContext) -> None:
 
         api_button.click(
             segment_tuned,
-            inputs=[api_prompt, api_queries],
+            inputs=[api_queries, api_name, api_prompt],
             outputs=[*api_out, api_legend],
             api_name="segment_tuned",
         )

@@ -314,21 +314,24 @@ def test_segment_tuned_equals_predictor(client, predictor, tuned_prompt_file):
         queries.append(Path(client.output_dir) / f"q{i}.png")
         save_image(queries[-1], image)
     masks, overlays, legend = client.predict(
-        "shapes", [handle_file(q) for q in queries], api_name="/segment_tuned"
+        [handle_file(q) for q in queries], "shapes", None, api_name="/segment_tuned"
     )
     tuned = TunedPrompt.load(tuned_prompt_file)
+    runner = SegGPTPredictor(predictor.model, device="cpu", seg_type=tuned.seg_type)
     with one_thread():
-        reference = predictor.predict(
-            None, None, [str(q) for q in queries], prompts=tuned.prepared(predictor.device)
+        reference = runner.predict(
+            None, None, [str(q) for q in queries], prompts=tuned.prepared(runner.device)
         )
     assert [Path(m).name for m in masks] == ["q0_mask.png", "q1_mask.png"]
     for path, ref in zip(masks, reference):
         np.testing.assert_array_equal(load_mask(path), ref.mask)
     assert "1=circle/solid-noise" in legend and len(overlays) == 2
-    with pytest.raises(AppError, match="not a tuned prompt"):
+    with pytest.raises(AppError, match="not a readable safetensors file"):
         client.predict(
-            handle_file(queries[0]), [handle_file(queries[0])], api_name="/segment_tuned"
+            [handle_file(queries[0])], "", handle_file(queries[0]), api_name="/segment_tuned"
         )
+    with pytest.raises(AppError, match="no tuned prompt named 'nope'"):
+        client.predict([handle_file(queries[0])], "nope", None, api_name="/segment_tuned")
 
 
 def test_promptable_endpoint_equals_predictor(client, promptable_file, tmp_path):

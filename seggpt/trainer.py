@@ -401,9 +401,7 @@ class Trainer:
         atomic_write(path.with_suffix(".report.json"), lambda tmp: Path(tmp).write_text(text))
         curves = self.run_dir / "curves.png"
         if curves.is_file():
-            atomic_write(
-                path.with_suffix(".curves.png"), lambda tmp: shutil.copyfile(curves, tmp)
-            )
+            atomic_write(path.with_suffix(".curves.png"), lambda tmp: shutil.copyfile(curves, tmp))
         return report
 
 

@@ -54,7 +54,7 @@ def predictor(model):
 
 # -- config and registry --------------------------------------------------------------------------
 def test_registry_and_config_round_trip():
-    assert list_sam_models() == ["sam_tiny", "sam_vit_b", "sam_vit_h", "sam_vit_l"]
+    assert list_sam_models() == ["sam_demo", "sam_tiny", "sam_vit_b", "sam_vit_h", "sam_vit_l"]
     config = get_sam_config("sam_vit_l")
     assert config.encoder.global_attn_blocks == (5, 11, 17, 23) and config.grid == 64
     assert SamConfig.from_dict(config.to_dict()) == config

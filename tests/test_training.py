@@ -87,17 +87,3 @@ def test_torchrun_ddp_ranks_agree(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ddp").glob("checkpoint_*.pt")) == [
         "checkpoint_0000003.pt"
     ]
-
-
-def test_short_training_learns_the_easy_task(tmp_path):
-    """Fine-tuning the demo model briefly on the easy task lowers the loss and lifts held-out
-    mIoU clearly above what needs no prompt."""
-    config = load_train_config(ROOT / "configs" / "smoke_learn.yaml")
-    trainer = Trainer(config, tmp_path, device="cpu")
-    before = trainer.evaluate()
-    result = trainer.fit()
-    after = result.eval
-    losses = [row["loss"] for row in trainer.history]
-    assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
-    assert after.miou > before.miou, (before, after)
-    assert after.miou > max(after.baselines.values()) + 0.2, after

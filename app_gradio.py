@@ -50,7 +50,7 @@ from seggpt.loading import DEMO_TUNED_PROMPT
 from seggpt.predictor import PreparedPrompts
 from seggpt.samples import fixed_class_split
 from seggpt.tuning import TunedPrompt
-from seggpt.video import DEFAULT_MEMORY, VideoSegmenter, first_mask_ids
+from seggpt.video import DEFAULT_MEMORY, VideoSegmenter
 from seggpt.video_io import FRAME_SUFFIXES, OverlayWriter, VideoFrames
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio loads: no calls out
@@ -257,8 +257,6 @@ class Tracking:
 
     overlay: Path
     masks_zip: Path
-    first_mask: np.ndarray
-    last_mask: np.ndarray
     info: str
 
 
@@ -284,30 +282,31 @@ def track_video(
         )
     if not 0 <= memory <= MAX_MEMORY:
         raise InputMismatchError(f"memory must be 0..{MAX_MEMORY} frames, got {memory}")
-    _, palette = first_mask_ids(first_mask)
     segmenter = VideoSegmenter(predictor, memory_size=memory)
     masks_dir = folder / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
     writer = OverlayWriter(folder / "overlay.gif", "gif", fps=8.0)
     start = time.perf_counter()
-    masks = segmenter.run(frames, first_mask)
-    first = last = None
-    for index, (frame, mask) in enumerate(zip(frames, masks)):
+    state = None
+    for index, frame in enumerate(frames):  # each frame is decoded once
+        if state is None:
+            state = segmenter.start(frame, first_mask)
+            mask = state.first.mask
+        else:
+            mask = segmenter.step(state, frame)
+        palette = state.display_palette
         save_index_mask(masks_dir / f"{frames.name(index)}.png", mask, palette=palette)
         writer.add(overlay(frame, mask, palette))
-        first = mask if first is None else first
-        last = mask
         if progress is not None:
             progress(index + 1, total)
     overlay_path = writer.close()
     archive = shutil.make_archive(str(folder / "masks"), "zip", masks_dir)
     seconds = time.perf_counter() - start
-    found = sorted(set(np.unique(first).tolist()) - {0})
     info = (
-        f"tracked objects {found} through {total} frames with a memory of {memory} in "
-        f"{seconds:.1f} s ({total / max(seconds, 1e-9):.2f} frames/s)"
+        f"tracked objects {list(state.object_ids)} through {total} frames with a memory of "
+        f"{memory} in {seconds:.1f} s ({total / max(seconds, 1e-9):.2f} frames/s)"
     )
-    return Tracking(overlay_path, Path(archive), first, last, info)
+    return Tracking(overlay_path, Path(archive), info)
 
 
 def tuned_prompt_predictor(predictor: SegGPTPredictor, tuned: TunedPrompt) -> SegGPTPredictor:
@@ -737,14 +736,15 @@ def tuned_tab(ctx: AppContext) -> None:
             runner = tuned_prompt_predictor(ctx.predictor, tuned)
             seg = segment_arrays(runner, [], [], query_paths, prompts=tuned.prepared(runner.device))
             files = write_segmentation(seg, output_names(query_paths), ctx.request_folder())
-            return seg, files, class_legend(tuned.class_names, seg.palette)
+            return seg, files, tuned
 
         @readable_errors
         def segment_ui(name, uploaded, query_items):
             path = getattr(uploaded, "name", uploaded) or ctx.tuned_prompts.get(name)
             paths = [item[0] for item in query_items or []]
-            seg, files, text = segment_with(path, paths)
-            return list(zip(seg.overlays, output_names(paths))), files[0], text, seg.info
+            seg, files, tuned = segment_with(path, paths)
+            legend = class_legend(tuned.class_names, seg.palette)
+            return list(zip(seg.overlays, output_names(paths))), files[0], legend, seg.info
 
         run.click(
             segment_ui,
@@ -776,8 +776,7 @@ def tuned_tab(ctx: AppContext) -> None:
                     )
                 path = ctx.tuned_prompts[name]
             queries = [getattr(q, "name", q) for q in query_images or []]
-            seg, files, _ = segment_with(path, queries)
-            tuned = TunedPrompt.load(path)
+            seg, files, tuned = segment_with(path, queries)
             names = ", ".join(f"{i}={name}" for i, name in enumerate(tuned.class_names))
             return files[0], files[1], f"{names}; {seg.info}"
 

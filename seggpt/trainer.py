@@ -379,11 +379,14 @@ class Trainer:
             rows = [g.tolist() for g in gathered]
             (self.run_dir / "rank_checksums.json").write_text(json.dumps(rows))
 
-    def export(self, path: str | os.PathLike) -> dict | None:
+    def export(self, path: str | os.PathLike, one_shot: EvalReport | None = None) -> dict | None:
         """Write the final model in the native format (rank 0) and, beside it, its eval report
         (``.report.json``: one-shot mIoU with the prompt-ignoring baselines and 4-shot mIoU on
-        the same held-out episodes) and the training curves (``.curves.png``)."""
-        one = self.evaluate(shots=1)
+        the same held-out episodes) and the training curves (``.curves.png``).
+
+        ``one_shot``: the one-shot evaluation of these weights when the caller already has it
+        (``fit`` evaluates at the last step); computed otherwise."""
+        one = one_shot if one_shot is not None else self.evaluate(shots=1)
         few = self.evaluate(shots=4, baselines=False)
         model = self.eval_model()
         if model is None or one is None or few is None:

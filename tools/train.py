@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
             f"baselines {result.eval.baselines}"
         )
     if args.export and result.step == config.steps:
-        report = trainer.export(args.export)
+        report = trainer.export(args.export, result.eval)
         if report is not None:
             print(
                 f"exported {args.export}: one-shot mIoU {report['miou']:.3f}, 4-shot "

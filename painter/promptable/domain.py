@@ -29,6 +29,7 @@ from painter.errors import CheckpointError, InputMismatchError
 from painter.promptable.adapt import LoRAQKV, SelfTrainingAdapter, add_lora
 from painter.promptable.model import PromptableSegmenter
 from painter.promptable.predictor import PromptTensors
+from painter.promptable.transforms import mask_to_box
 
 LORA_FORMAT = "painter-promptable-lora"
 
@@ -150,7 +151,7 @@ def shifted_objects(
     side: int, split: str, count: int, *, shift: DomainShift | None = None, min_pixels: int = 64
 ) -> list[WeaklyLabelled]:
     """``count`` held-out synthetic images (never trained on) under ``shift``, at ``side``."""
-    from painter.promptable.training import demo_sources, mask_box, object_samples
+    from painter.promptable.training import demo_sources, object_samples
 
     _, _, held_out = demo_sources(side, 0)
     samples = object_samples(
@@ -161,7 +162,8 @@ def shifted_objects(
         min_pixels=min_pixels,
     )
     return [
-        WeaklyLabelled(s.image, s.masks, np.stack([mask_box(m) for m in s.masks])) for s in samples
+        WeaklyLabelled(s.image, s.masks, np.stack([mask_to_box(m) for m in s.masks]))
+        for s in samples
     ]
 
 

@@ -42,7 +42,8 @@ from painter.promptable.losses import (
 )
 from painter.promptable.model import PromptableSegmenter, build_sam_from_config
 from painter.promptable.prompt_encoder import PADDING_LABEL
-from painter.promptable.transforms import resize_longest_side
+from painter.promptable.transforms import mask_to_box, resize_longest_side
+from painter.resize import resize_labels
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def object_sample(record: SegRecord, side: int, min_pixels: int) -> ObjectSample
         raise DatasetError(f"{record.source}: promptable training needs instance labels")
     image = resize_longest_side(record.image, side)
     height, width = image.shape[:2]
-    ids = np.asarray(_resize_nearest(record.instance, (height, width)), dtype=np.int64)  # (h, w)
+    ids = np.asarray(resize_labels(record.instance, (height, width)), dtype=np.int64)  # (h, w)
     masks = []
     for object_id in np.unique(ids[ids > 0]):
         parts, count = ndimage.label(ids == object_id)
@@ -129,14 +130,6 @@ def object_sample(record: SegRecord, side: int, min_pixels: int) -> ObjectSample
     stacked = np.zeros((len(masks), side, side), dtype=bool)
     stacked[:, :height, :width] = np.stack(masks)
     return ObjectSample(padded, stacked)
-
-
-def _resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if labels.shape == size:
-        return labels
-    rows = (np.arange(size[0]) + 0.5) * labels.shape[0] / size[0]
-    cols = (np.arange(size[1]) + 0.5) * labels.shape[1] / size[1]
-    return labels[rows.astype(np.intp)[:, None], cols.astype(np.intp)[None, :]]
 
 
 def demo_sources(side: int, seed: int) -> tuple[RecordSource, RecordSource, RecordSource]:
@@ -404,7 +397,7 @@ def evaluate_prompts(
         masks = sample.masks
         points = np.stack([centre_point(m) for m in masks])[:, None]  # (P, 1, 2)
         by_point = predictor.predict(points=points, labels=np.ones((len(masks), 1))).best()
-        by_box = predictor.predict(box=np.stack([mask_box(m) for m in masks]), multimask=False)
+        by_box = predictor.predict(box=np.stack([mask_to_box(m) for m in masks]), multimask=False)
         point_ious += [_iou(p, m) for p, m in zip(by_point, masks)]
         box_ious += [_iou(p, m) for p, m in zip(by_box.masks[:, 0], masks)]
     return {
@@ -412,12 +405,6 @@ def evaluate_prompts(
         "box_miou": float(np.mean(box_ious)),
         "objects": len(point_ious),
     }
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """(4,) x0, y0, x1, y1 of a non-empty (H, W) bool mask (inclusive pixel bounds)."""
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
 
 
 def _iou(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -71,6 +71,10 @@ _KEY_TABLE: tuple[tuple[str, str, str], ...] = (
     ("decoder.decoder_pred.0.", "decoder_pred.0.", "decoder.decoder_pred.conv."),
     ("decoder.decoder_pred.1.", "decoder_pred.1.", "decoder.decoder_pred.layernorm."),
     ("decoder.decoder_pred.3.", "decoder_pred.3.", "decoder.decoder_pred.head."),
+    # This framework's image-guided decoder (decoder_guide > 0; no transformers counterpart, whose
+    # export refuses such configs): the guide conv, and the head after the second conv.
+    ("decoder.guide.", "decoder_guide.", "decoder.guide."),
+    ("decoder.decoder_pred.5.", "decoder_pred.5.", "decoder.decoder_pred.guided_head."),
 )
 _COLUMN = {CheckpointFormat.NATIVE: 0, CheckpointFormat.OFFICIAL: 1, CheckpointFormat.HF: 2}
 
@@ -150,6 +154,11 @@ def config_to_hf(config: PainterConfig) -> dict[str, object]:
     if not config.type_tokens:
         raise CheckpointError(
             "the transformers format holds SegGPT only; this config has no type tokens"
+        )
+    if config.decoder_guide:
+        raise CheckpointError(
+            "the transformers format has no image-guided decoder; this config has "
+            f"decoder_guide={config.decoder_guide}"
         )
     if (
         vit.window_size

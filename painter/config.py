@@ -108,6 +108,11 @@ class PainterConfig:
         tap_blocks: blocks whose outputs (after the stream merge and the shared final norm) feed
             the decoder.
         decoder_dim: channels of the pixel decoder.
+        decoder_guide: channels of an image-guided refinement in the decoder, 0 for none (the
+            released models). When > 0 the decoder also sees the image canvas through a 3x3 conv
+            and refines with a second 3x3 conv, so a painting can follow the image's edges inside
+            a patch instead of being blocky at the patch grid (an extension of this framework,
+            not part of SegGPT; such models have no transformers/official export).
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -117,6 +122,7 @@ class PainterConfig:
     merge_block: int = 2
     tap_blocks: tuple[int, ...] = (5, 11, 17, 23)
     decoder_dim: int = 64
+    decoder_guide: int = 0
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -146,6 +152,7 @@ class PainterConfig:
         require(
             self.decoder_dim > 0 and self.loss_beta > 0, "decoder_dim and loss_beta must be > 0"
         )
+        require(self.decoder_guide >= 0, f"decoder_guide {self.decoder_guide} must be >= 0")
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -24,26 +24,54 @@ HookFactory = Callable[[int, bool], AttnHook | None]
 
 
 class PaintDecoder(nn.Module):
-    """Tapped features to pixels: Linear -> pixel shuffle -> Conv3x3 -> LN -> GELU -> Conv1x1."""
+    """Tapped features to pixels: Linear -> pixel shuffle -> Conv3x3 -> LN -> GELU -> Conv1x1.
 
-    def __init__(self, in_dim: int, patch_size: int, dim: int, *, eps: float = 1e-6) -> None:
+    With ``guide`` > 0 the image canvas enters too: a 3x3 conv of the image is concatenated to the
+    pixel-shuffled features, and a second 3x3 conv (+ GELU) follows the first, before the 1x1 head.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        patch_size: int,
+        dim: int,
+        *,
+        guide: int = 0,
+        in_chans: int = 3,
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.dim = dim
         self.decoder_embed = nn.Linear(in_dim, patch_size * patch_size * dim)
-        self.decoder_pred = nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size=3, padding=1),
+        self.guide = (
+            nn.Sequential(nn.Conv2d(in_chans, guide, kernel_size=3, padding=1), nn.GELU())
+            if guide
+            else None
+        )
+        layers: list[nn.Module] = [
+            nn.Conv2d(dim + guide, dim, kernel_size=3, padding=1),
             LayerNorm2d(dim, eps=eps),
             nn.GELU(),
-            nn.Conv2d(dim, 3, kernel_size=1),
-        )
+        ]
+        if guide:
+            layers += [nn.Conv2d(dim, dim, kernel_size=3, padding=1), nn.GELU()]
+        self.decoder_pred = nn.Sequential(*layers, nn.Conv2d(dim, 3, kernel_size=1))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, h, w, T * C) -> (B, 3, h * p, w * p)."""
+    def forward(self, features: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, h, w, T * C) [+ image (B, 3, h * p, w * p) when guided] -> (B, 3, h * p, w * p)."""
         b, h, w, _ = features.shape
         p = self.patch_size
         x = self.decoder_embed(features).reshape(b, h, w, p, p, self.dim)  # (B, h, w, p, q, D)
         x = torch.einsum("bhwpqd->bdhpwq", x).reshape(b, self.dim, h * p, w * p)  # (B, D, H, W)
+        if self.guide is not None:
+            if image is None or image.shape[-2:] != x.shape[-2:]:
+                got = None if image is None else tuple(image.shape)
+                raise InputMismatchError(
+                    f"this decoder is image-guided and needs the image canvas of size "
+                    f"{tuple(x.shape[-2:])}; got {got}"
+                )
+            x = torch.cat([x, self.guide(image.to(x.dtype))], dim=1)  # (B, D + G, H, W)
         return self.decoder_pred(x)
 
 
@@ -146,7 +174,7 @@ class PainterModel(nn.Module):
         """
         x, y = self.embed(images, targets, patch_mask, seg_type=seg_type)
         taps = self.encode(x, y, hooks=hooks)
-        return self.decoder(torch.cat(taps, dim=-1))  # (B, h, w, T * C) -> (B, 3, H, W)
+        return self.decoder(torch.cat(taps, dim=-1), images)  # (B, h, w, T * C) -> (B, 3, H, W)
 
     def paint_queries(
         self,
@@ -214,8 +242,11 @@ class PainterModel(nn.Module):
                 taps.append(self.norm(torch.cat([edge, query_tok[0]], dim=1)))  # (Q, 1+hq, w, C)
             if i >= cfg.tap_blocks[-1]:
                 break
-        painted = self.decoder(torch.cat(taps, dim=-1))  # (Q, 3, (1 + hq) * p, W)
-        return painted[:, :, cfg.vit.patch_size :]  # drop the context row -> (Q, 3, H/2, W)
+        p = cfg.vit.patch_size
+        # The image under those rows: prompt 0's last patch row above each query image.
+        image = torch.cat([prompt_images[:, 0, :, -p:], query_images], dim=2)
+        painted = self.decoder(torch.cat(taps, dim=-1), image)  # (Q, 3, (1 + hq) * p, W)
+        return painted[:, :, p:]  # drop the context row -> (Q, 3, H/2, W)
 
     def _shared_query_block(
         self,
@@ -306,6 +337,8 @@ def build_parts(config: PainterConfig) -> tuple[ViTBackbone, PaintDecoder]:
         vit.embed_dim * len(config.tap_blocks),
         vit.patch_size,
         config.decoder_dim,
+        guide=config.decoder_guide,
+        in_chans=vit.in_chans,
         eps=vit.norm_eps,
     )
     return backbone, decoder

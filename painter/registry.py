@@ -104,6 +104,21 @@ def seggpt_test() -> PainterConfig:
 
 
 @register
+def seggpt_smoke() -> PainterConfig:
+    """For the training smoke test: 64-wide, 3 blocks, 64x32 canvas in 4-pixel patches, with the
+    image-guided decoder and beta-1 loss; learns the easy task in under two minutes."""
+    return PainterConfig(
+        vit=_vit(64, 3, 2, (64, 32), patch=4),
+        canvas_size=(64, 32),
+        merge_block=0,
+        tap_blocks=(1, 2),
+        decoder_dim=16,
+        decoder_guide=8,
+        loss_beta=1.0,
+    )
+
+
+@register
 def seggpt_demo() -> PainterConfig:
     """The bundled demo model: 192-wide, 6 blocks, 128x64 canvas in 8-pixel patches (an 8x8
     grid per 64x64 half); trains on a CPU in under an hour.

@@ -115,3 +115,37 @@ def test_tile_grid_fills_every_cell():
     grid = tile_grid(tiles)
     assert grid.shape == (4, 6)
     assert [grid[0, 0], grid[0, 3], grid[2, 0], grid[2, 3]] == [0, 1, 2, 0]
+
+
+def test_image_guided_decoder_fast_path_matches_forward(tmp_path):
+    """With decoder_guide > 0 both inference paths hand the decoder the same image pixels, and a
+    native checkpoint round-trips the extra layers (the transformers export refuses them)."""
+    import dataclasses
+
+    import pytest
+
+    from painter.checkpoint import CheckpointError, config_to_hf, save_native, save_official
+    from painter.registry import get_config
+
+    config = dataclasses.replace(get_config("seggpt_test"), decoder_guide=4)
+    model = build_model(config).eval()
+    pi, pt, qi = _episode(config, 2, 3, seed=3)
+    images, targets = _canvases(pi, pt, qi)
+    with torch.no_grad():
+        out = model(images, targets, query_half_mask(6, config.grid), prompts_per_query=3)
+        fast = model.paint_queries(pi, pt, qi)
+        half = out.shape[-2] // 2
+        assert _rel(fast, out[::3, :, half:]) < 1e-5
+    save_native(model, tmp_path / "guided.safetensors")
+    save_official(model.state_dict(), tmp_path / "guided.pth", config=config)
+    for name in ("guided.safetensors", "guided.pth"):
+        again = load_model(tmp_path / name).eval()
+        assert again.config.decoder_guide == 4
+        with torch.no_grad():
+            assert _rel(again.paint_queries(pi, pt, qi), fast) < 1e-6
+    with pytest.raises(CheckpointError, match="image-guided"):
+        config_to_hf(config)
+    # The pixels reach the output through the guide, not only through the tokens.
+    with torch.no_grad():
+        model.decoder.guide[0].weight.zero_()
+        assert _rel(model.paint_queries(pi, pt, qi), fast) > 1e-3

@@ -18,30 +18,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seggpt.evaluation import IoUAccumulator
+from painter.config import SegType
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
-from seggpt.tuning import tune_prompt, tuning_data
+from seggpt.tuning import prompt_miou, tune_prompt, tuning_data
 
 CLASSES = FIXED_CLASS_NAMES
-
-
-def score(predictor, images, masks, *, prompt_pair=None, prompts=None) -> float:
-    acc = IoUAccumulator()
-    for image, mask in zip(images, masks):
-        if prompts is None:
-            [pred] = predictor.predict([prompt_pair[0]], [prompt_pair[1]], [image])
-        else:
-            [pred] = predictor.predict(None, None, [image], prompts=prompts)
-        acc.update(pred.mask, mask, list(range(1, len(CLASSES))))
-    return acc.miou
+K = len(CLASSES) - 1
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="demo")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--foreground-weight", type=float, default=3.0)
     parser.add_argument("--train", type=int, default=64)
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--held-out", type=int, default=48)
@@ -49,7 +41,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--save", help="also write the tuned prompt to this .safetensors file")
     args = parser.parse_args(argv)
     model = load_model(args.checkpoint)
-    predictor = SegGPTPredictor(model, device="cpu")
+    predictor = SegGPTPredictor(model, device="cpu", seg_type=SegType.SEMANTIC)
     size = model.config.half_size
     train_images, train_masks = fixed_class_split(size, "train", args.train)
     test_images, test_masks = fixed_class_split(size, "held_out", args.held_out)
@@ -57,32 +49,35 @@ def main(argv=None) -> dict:
     candidates = [i for i in range(args.train) if len(np.unique(train_masks[i])) == len(CLASSES)]
     candidates = candidates[: args.candidates]
     chooser = slice(args.candidates, args.candidates + 24)
+    chosen = train_images[chooser], train_masks[chooser]
     picks = {
-        i: score(
-            predictor,
-            train_images[chooser],
-            train_masks[chooser],
-            prompt_pair=(train_images[i], train_masks[i]),
-        )
+        i: prompt_miou(predictor, *chosen, K, pair=(train_images[i], train_masks[i]))
         for i in candidates
     }
     best = max(picks, key=picks.get)
-    baseline = score(
-        predictor, test_images, test_masks, prompt_pair=(train_images[best], train_masks[best])
-    )
+    pair = (train_images[best], train_masks[best])
+    baseline = prompt_miou(predictor, test_images, test_masks, K, pair=pair)
     t0 = time.time()
-    order = [best] + [i for i in range(args.train) if i != best]  # start from the best example
-    data = tuning_data(
-        model, [train_images[i] for i in order], [train_masks[i] for i in order], len(CLASSES) - 1
-    )
+    # Tune on the training images outside the chooser part, starting from the best example; the
+    # chooser part (which picked that example) picks the best prompt along the way.
+    rest = [i for i in range(args.train) if i != best and not chooser.start <= i < chooser.stop]
+    order = [best] + rest
+    data = tuning_data(model, [train_images[i] for i in order], [train_masks[i] for i in order], K)
     torch.manual_seed(0)
     tuned = tune_prompt(
-        model, data, CLASSES, steps=args.steps, lr=0.05, batch_size=8, init="examples"
+        model,
+        data,
+        CLASSES,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=8,
+        init="examples",
+        foreground_weight=args.foreground_weight,
+        select=lambda prompt: prompt_miou(predictor, *chosen, K, prompts=prompt),
+        select_every=25,
     )
     tuning_seconds = time.time() - t0
-    tuned_score = score(
-        predictor, test_images, test_masks, prompts=tuned.prepared(predictor.device)
-    )
+    tuned_score = prompt_miou(predictor, test_images, test_masks, K, prompts=tuned)
     result = {
         "best_example_miou": baseline,
         "tuned_prompt_miou": tuned_score,
@@ -90,6 +85,9 @@ def main(argv=None) -> dict:
         "best_example_index": best,
         "candidates": len(candidates),
         "steps": args.steps,
+        "selected_step": tuned.step,
+        "lr": args.lr,
+        "foreground_weight": args.foreground_weight,
         "tuning_seconds": tuning_seconds,
         "held_out": args.held_out,
     }

@@ -34,3 +34,20 @@ def masked_smooth_l1(
         weight = weight * valid.to(pred.dtype)
     per_pixel = F.smooth_l1_loss(pred, target, reduction="none", beta=beta).mean(dim=1)  # (B, H, W)
     return (per_pixel * weight).sum() / (weight.sum() + eps)
+
+
+def foreground_weights(
+    target: torch.Tensor, weight: float, valid: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """Per-pixel loss weights (B, H, W): ``weight`` on coloured target pixels, 1 on black ones,
+    times ``valid``; keeps small objects from being painted away. None when there is nothing to
+    weight (``weight`` 1 and no ``valid``).
+
+    ``target`` is a (B, 3, H, W) canvas in the normalised space, where black is well below 0 in
+    every channel and any palette colour is above 0.05 in at least one.
+    """
+    if weight == 1.0:
+        return valid
+    coloured = (target.amax(dim=1) > 0.05).to(target.dtype)  # (B, H, W)
+    weights = 1.0 + (weight - 1.0) * coloured
+    return weights if valid is None else valid.to(target.dtype) * weights

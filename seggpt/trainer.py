@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from data_mixtures.records import collate_episodes
 from painter.checkpoint import atomic_write, save_native, torch_load
 from painter.errors import CheckpointError
+from painter.losses import foreground_weights
 from painter.model import PainterModel
 from painter.ops import normalize
 from painter.registry import get_config
@@ -224,12 +225,8 @@ class Trainer:
 
     def _weights(self, batch) -> torch.Tensor:
         """Per-pixel loss weights: the batch's ``valid`` times ``foreground_weight`` on coloured
-        (non-black) target pixels, which keeps small objects from being painted away."""
-        weight = self.config.foreground_weight
-        if weight == 1.0:
-            return batch.valid
-        coloured = (batch.target.amax(dim=1) > 0.05).to(batch.valid.dtype)  # (B, H, W)
-        return batch.valid * (1.0 + (weight - 1.0) * coloured)
+        (non-black) target pixels."""
+        return foreground_weights(batch.target, self.config.foreground_weight, batch.valid)
 
     def _type_kwargs(self, batch) -> dict:
         return {"seg_type": batch.seg_type} if self.model.config.type_tokens else {}

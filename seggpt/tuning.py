@@ -22,11 +22,13 @@ from tqdm.auto import tqdm
 from painter.checkpoint import atomic_write, read_safetensors
 from painter.config import SegType
 from painter.errors import CheckpointError, InputMismatchError
+from painter.losses import foreground_weights
 from painter.model import PainterModel
 from painter.ops import normalize, query_half_mask, stitch
 from painter.resize import resize_image, resize_labels
 from seggpt.coloring import MaskKind, PromptColoring, index_to_color, seggpt_palette
-from seggpt.predictor import PreparedPrompts
+from seggpt.evaluation import IoUAccumulator
+from seggpt.predictor import PreparedPrompts, SegGPTPredictor
 
 TUNED_FORMAT = "painter-framework-tuned-prompt"
 
@@ -148,17 +150,45 @@ def tuning_data(
     return TuningData(tensor(ims), tensor(tgs))
 
 
+def prompt_miou(
+    predictor: SegGPTPredictor,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    num_classes: int,
+    *,
+    prompts: PreparedPrompts | TunedPrompt | None = None,
+    pair: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
+    """Class-pooled mIoU (classes 1..``num_classes``) of segmenting ``images`` with one prompt:
+    prepared prompts, a tuned prompt, or one real (image, class mask) ``pair``."""
+    if (prompts is None) == (pair is None):
+        raise InputMismatchError("give exactly one of prompts= and pair=")
+    if isinstance(prompts, TunedPrompt):
+        prompts = prompts.prepared(predictor.device)
+    acc = IoUAccumulator()
+    for image, mask in zip(images, masks):
+        if pair is None:
+            [pred] = predictor.predict(None, None, [image], prompts=prompts)
+        else:
+            [pred] = predictor.predict([pair[0]], [pair[1]], [image])
+        acc.update(pred.mask, mask, list(range(1, num_classes + 1)))
+    return acc.miou
+
+
 def tune_prompt(
     model: PainterModel,
     data: TuningData,
     class_names: Sequence[str],
     *,
     steps: int = 200,
-    lr: float = 0.05,
-    batch_size: int = 4,
+    lr: float = 0.02,
+    batch_size: int = 8,
     init: str = "examples",
     seed: int = 0,
     seg_type: SegType = SegType.SEMANTIC,
+    foreground_weight: float = 1.0,
+    select: Callable[[TunedPrompt], float] | None = None,
+    select_every: int = 25,
     resume: TunedPrompt | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
@@ -168,7 +198,13 @@ def tune_prompt(
     Args:
         data: training pairs (see :func:`tuning_data`).
         class_names: K + 1 names, index 0 the background.
+        lr: Adam's peak step size (normalised pixel units); cosine-decayed to 0 over ``steps``.
         init: "examples" starts from the first training pair, "noise" from random values.
+        foreground_weight: loss weight of coloured target pixels, as the model was trained with
+            (``TrainConfig.foreground_weight``).
+        select: optional score of a prompt (higher is better, e.g. mIoU on a validation part of
+            the training data); the prompt is scored at the start and every ``select_every``
+            steps and the best one is returned (early stopping).
         resume: continue a previous tuning (its step count is kept).
     Returns:
         the tuned prompt; each step draws a batch of pairs, puts them below the learned prompt and
@@ -193,8 +229,32 @@ def tune_prompt(
     image = image.to(device).requires_grad_(True)
     target = target.to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([image, target], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    fingerprint = model_fingerprint(model)
+
+    def snapshot(step: int) -> TunedPrompt:
+        return TunedPrompt(
+            image.detach().cpu().clone(),
+            target.detach().cpu().clone(),
+            tuple(class_names),
+            fingerprint,
+            step,
+            seg_type,
+        )
+
+    best, best_score = None, float("-inf")
+
+    def consider(step: int) -> None:
+        nonlocal best, best_score
+        candidate = snapshot(step)
+        found = select(candidate)
+        if found > best_score:
+            best, best_score = candidate, found
+
     n = data.images.shape[0]
     grid = model.config.grid
+    if select is not None:
+        consider(start)
     for step in tqdm(range(start, start + steps), desc="tuning", disable=not progress):
         pick = torch.randint(
             0,
@@ -207,17 +267,16 @@ def tune_prompt(
         canvas = stitch(image[None].expand(b, -1, -1, -1), queries)  # (B, 3, H, W)
         targets = stitch(target[None].expand(b, -1, -1, -1), truth)  # (B, 3, H, W)
         hidden = query_half_mask(b, grid, device)
-        loss = model.loss(model(canvas, targets, hidden, seg_type=seg_type), targets, hidden)
+        painted = model(canvas, targets, hidden, seg_type=seg_type)
+        weights = foreground_weights(targets, foreground_weight)
+        loss = model.loss(painted, targets, hidden, valid=weights)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
         if on_step is not None:
             on_step(step, loss.item())
-    return TunedPrompt(
-        image.detach().cpu(),
-        target.detach().cpu(),
-        tuple(class_names),
-        model_fingerprint(model),
-        start + steps,
-        seg_type,
-    )
+        done = step + 1 - start
+        if select is not None and (done % select_every == 0 or done == steps):
+            consider(step + 1)
+    return best if best is not None else snapshot(start + steps)

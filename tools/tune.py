@@ -16,8 +16,8 @@ from pathlib import Path
 
 from data_mixtures.sources.folder import SemanticFolderSource
 from seggpt.loading import load_model
-from seggpt.predictor import resolve_device
-from seggpt.tuning import TunedPrompt, tune_prompt, tuning_data
+from seggpt.predictor import SegGPTPredictor, resolve_device
+from seggpt.tuning import TunedPrompt, prompt_miou, tune_prompt, tuning_data
 from tools.cli import run_cli
 
 
@@ -27,8 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, help="semantic folder dataset")
     parser.add_argument("--out", required=True, type=Path, help="tuned prompt (.safetensors)")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=0.02, help="peak Adam step (cosine decay)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--foreground-weight",
+        type=float,
+        default=3.0,
+        help="loss weight of coloured pixels (use the model's training value; the demo's is 3)",
+    )
+    parser.add_argument(
+        "--select-fraction",
+        type=float,
+        default=0.25,
+        help="part of --data held aside to keep the prompt with the best mIoU (0: keep the last)",
+    )
+    parser.add_argument("--select-every", type=int, default=25)
     parser.add_argument("--init", choices=("examples", "noise"), default="examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -47,9 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
         )
         model = load_model(args.checkpoint).to(resolve_device(args.device))
-        data = tuning_data(
-            model, [r.image for r in records], [r.semantic for r in records], num_classes
-        )
+        images, masks = [r.image for r in records], [r.semantic for r in records]
+        held = int(round(len(records) * args.select_fraction)) if len(records) >= 5 else 0
+        select = None
+        if held:
+            predictor = SegGPTPredictor(model, device=args.device)
+            aside = images[-held:], masks[-held:]
+            images, masks = images[:-held], masks[:-held]
+
+            def select(tuned: TunedPrompt) -> float:
+                return prompt_miou(predictor, *aside, num_classes, prompts=tuned)
+
+        data = tuning_data(model, images, masks, num_classes)
         resume = TunedPrompt.load(args.out) if args.resume else None
         tuned = tune_prompt(
             model,
@@ -60,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             init=args.init,
             seed=args.seed,
+            foreground_weight=args.foreground_weight,
+            select=select,
+            select_every=args.select_every,
             resume=resume,
         )
         tuned.save(args.out)

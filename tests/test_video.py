@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from data_mixtures.video import SyntheticVideoConfig, synthetic_video
-from painter.errors import InputMismatchError, InvalidMaskError, InvalidVideoError
+from painter.errors import ConfigError, InputMismatchError, InvalidMaskError, InvalidVideoError
 from painter.io import load_mask
 from painter.ops import denormalize
 from seggpt.loading import DEMO_CHECKPOINT, load_model
@@ -86,7 +86,7 @@ def test_jf_of_a_shifted_square_by_hand():
 
 def test_propagation_keeps_object_ids_and_a_bounded_colour_memory(predictor):
     video = synthetic_video(SMALL, seed=2)
-    segmenter = VideoSegmenter(predictor, memory_size=3)
+    segmenter = VideoSegmenter(predictor, memory_size=3, admit_ratio=None)
     state = segmenter.start(video.frames[0], video.masks[0])
     outputs = [state.first.mask]
     for frame in video.frames[1:]:
@@ -107,6 +107,42 @@ def test_propagation_keeps_object_ids_and_a_bounded_colour_memory(predictor):
     ids_in_first = {tuple(palette[i]) for i in (1, 2, 3)}
     first_rgb = torch.round(denormalize(state.first.target) * 255).permute(1, 2, 0)
     assert ids_in_first <= {tuple(c) for c in first_rgb.reshape(-1, 3).to(torch.int64).tolist()}
+
+
+class ScriptedPredictor:
+    """The tiny predictor's sizes and device, but predictions read from a script."""
+
+    def __init__(self, predictor, masks):
+        self.config, self.device, self.masks = predictor.config, predictor.device, iter(masks)
+
+    def predict(self, *args, **kwargs):
+        return [type("Prediction", (), {"mask": next(self.masks)})()]
+
+
+def test_memory_admits_only_frames_whose_objects_keep_their_size(predictor):
+    video = synthetic_video(SMALL, seed=2)
+    lost = video.masks[2].copy()
+    lost[lost == 1] = 0  # object 1 vanished
+    swollen = video.masks[3].copy()
+    grown = np.zeros_like(swollen, dtype=bool)
+    rows, cols = np.nonzero(video.masks[0] == 2)
+    area = len(rows)
+    grown[rows.min() : rows.min() + 6, :] = True  # object 2 spread over whole rows
+    swollen[grown] = 2
+    assert (swollen == 2).sum() > 2 * area
+    script = [video.masks[1], lost, swollen, video.masks[4]]
+    for ratio, kept in ((2.0, [1, 4]), (None, [1, 2, 3, 4])):
+        segmenter = VideoSegmenter(
+            ScriptedPredictor(predictor, script), memory_size=8, admit_ratio=ratio
+        )
+        state = segmenter.start(video.frames[0], video.masks[0])
+        outputs = [segmenter.step(state, frame) for frame in video.frames[1:5]]
+        for out, expected in zip(outputs, script):  # every prediction is output, admitted or not
+            np.testing.assert_array_equal(out, expected)
+        assert [m.index for m in state.recent] == kept and state.next_index == 5
+        assert (state.admitted, state.rejected) == (len(kept), 4 - len(kept))
+    with pytest.raises(ConfigError, match="admit_ratio"):
+        VideoSegmenter(predictor, admit_ratio=1.0)
 
 
 def test_run_matches_step_and_memory_zero_uses_the_first_frame_only(predictor):
@@ -201,15 +237,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_memory_of_eight_frames_beats_the_first_frame_only():
+    """Mean J&F over eight synthetic videos (measured: 0.257 with K = 8 and admission, 0.246
+    with the first frame only; 0.201 with K = 8 admitting every frame)."""
     if not DEMO_CHECKPOINT.is_file():
         pytest.skip(f"the demo checkpoint {DEMO_CHECKPOINT} is not built yet")
     predictor = SegGPTPredictor(load_model("demo"), device="cpu")
     config = SyntheticVideoConfig(image_size=predictor.config.half_size)
-    video = synthetic_video(config, seed=0)
-    scores = {}
-    for memory in (0, 8):
-        masks = list(
-            VideoSegmenter(predictor, memory_size=memory).run(video.frames, video.masks[0])
-        )
-        scores[memory] = score_sequence(masks, list(video.masks)).jf
-    assert scores[8] >= scores[0], scores
+    scores = {0: [], 8: []}
+    for seed in range(8):
+        video = synthetic_video(config, seed=seed)
+        for memory, runs in scores.items():
+            segmenter = VideoSegmenter(predictor, memory_size=memory)
+            masks = list(segmenter.run(video.frames, video.masks[0]))
+            runs.append(score_sequence(masks, list(video.masks)).jf)
+    assert np.mean(scores[8]) >= np.mean(scores[0]), scores

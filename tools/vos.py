@@ -6,9 +6,11 @@
     python -m tools.vos --synthetic 0 --out outputs/vos     # the bundled synthetic video
 
 Each frame is prompted with the first frame and its mask plus the ``--memory`` latest frames and
-their predictions (feature ensemble). Writes DAVIS-style palette PNGs ``<out>/<video>/<frame>.png``
-(the first frame's is the given mask) and an overlay ``<out>/<video>_overlay.gif`` (or .mp4), and
-reports frames per second. Score the PNGs with ``python -m tools.eval_vos``.
+their predictions (feature ensemble); a prediction joins that memory only if every object's area
+stays within ``--admit-ratio`` of its first-frame area (0 admits every frame). Writes DAVIS-style
+palette PNGs ``<out>/<video>/<frame>.png`` (the first frame's is the given mask) and an overlay
+``<out>/<video>_overlay.gif`` (or .mp4), and reports frames per second.
+Score the PNGs with ``python -m tools.eval_vos``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from painter.errors import DatasetError
 from painter.io import overlay, save_index_mask
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from seggpt.video import DEFAULT_MEMORY, VideoSegmenter
+from seggpt.video import DEFAULT_ADMIT_RATIO, DEFAULT_MEMORY, VideoSegmenter
 from seggpt.video_io import OverlayFormat, OverlayWriter, VideoFrames
 from tools.cli import non_negative_int, positive_int, run_cli
 
@@ -50,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=DEFAULT_MEMORY,
         help="previous frames kept as prompts besides the first (default %(default)s)",
+    )
+    parser.add_argument(
+        "--admit-ratio",
+        type=float,
+        default=DEFAULT_ADMIT_RATIO,
+        help="a predicted frame joins the memory if every object's area is within this factor "
+        "of its first-frame area; 0 admits every frame (default %(default)s)",
     )
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument(
@@ -120,7 +129,9 @@ def run(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         seg_type=SegType[args.seg_type.upper()],
     )
-    segmenter = VideoSegmenter(predictor, memory_size=args.memory)
+    segmenter = VideoSegmenter(
+        predictor, memory_size=args.memory, admit_ratio=args.admit_ratio or None
+    )
     total_frames, total_seconds = 0, 0.0
     for name, frames, first_mask in todo:
         count, seconds = segment_video(segmenter, name, frames, first_mask, args)
@@ -165,6 +176,8 @@ def segment_video(
         _write(out, frames.name(index), frame, mask, palette, writer)
     if writer is not None and (path := writer.close()) is not None:
         print(f"overlay: {path}")
+    if segmenter.memory_size:
+        print(f"{name}: {state.admitted} of {count} predicted frames joined the memory")
     return count, max(seconds, 1e-9)
 
 

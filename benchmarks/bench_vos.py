@@ -72,7 +72,7 @@ def bench_variant(variant: str, *, memory: int, frames: int, repeats: int) -> di
     predictor = SegGPTPredictor(model, device="cpu")
     config = SyntheticVideoConfig(num_frames=memory + 1 + frames, image_size=model.config.half_size)
     video = synthetic_video(config, seed=0)
-    segmenter = VideoSegmenter(predictor, memory_size=memory)
+    segmenter = VideoSegmenter(predictor, memory_size=memory, admit_ratio=None)  # always updates
     state = segmenter.start(video.frames[0], video.masks[0])
     for t in range(1, memory + 1):  # a full memory, as in the middle of a video
         segmenter.add_to_memory(state, video.frames[t], video.masks[t])

@@ -75,6 +75,10 @@ class SyntheticConfig:
             stays distinct from a diamond).
         clutter_strokes: inclusive range of unlabelled lines and blobs on the background.
         noise_std: std of the pixel noise added to the whole image (0..255 scale).
+        spacing: how far apart object centres are kept, as a fraction of the sum of the two
+            radii (0: anywhere, so objects may hide each other almost entirely; ~0.8: they still
+            overlap and occlude, but no object is reduced to a sliver). Best effort: a centre is
+            redrawn up to 20 times.
         colour_jitter: None (default): every object gets random colours, so only shape and
             texture tell categories apart. A number: each labelled category has its own pair of
             colours (fixed by its position in ``categories``) and every object's colours are
@@ -93,6 +97,7 @@ class SyntheticConfig:
     max_rotation_deg: float = 20.0
     clutter_strokes: tuple[int, int] = (4, 16)
     noise_std: float = 6.0
+    spacing: float = 0.0
     colour_jitter: float | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +123,8 @@ class SyntheticConfig:
             raise ConfigError(f"colour_jitter must be None or >= 0, got {self.colour_jitter}")
         if self.noise_std < 0 or not 0 <= self.max_rotation_deg <= 45:
             raise ConfigError("noise_std must be >= 0 and max_rotation_deg in [0, 45]")
+        if not 0 <= self.spacing <= 2:
+            raise ConfigError(f"spacing must lie in [0, 2], got {self.spacing}")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -245,7 +252,7 @@ class SyntheticSource(RecordSource):
                 _Placement(
                     category=category,
                     class_id=class_id,
-                    centre=(rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width),
+                    centre=self._centre(rng, radius, placements),
                     radius=radius,
                     angle=rng.uniform(-max_angle, max_angle),
                     colours=self._colours(class_id, rng),
@@ -255,6 +262,20 @@ class SyntheticSource(RecordSource):
                 )
             )
         return placements
+
+    def _centre(
+        self, rng: np.random.Generator, radius: float, placed: list[_Placement]
+    ) -> tuple[float, float]:
+        """(y, x) of a new object, ``spacing`` away from the objects already placed."""
+        height, width = self.config.image_size
+        for _ in range(20 if self.config.spacing > 0 and placed else 1):
+            centre = (rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width)
+            if all(
+                math.dist(centre, other.centre) >= self.config.spacing * (radius + other.radius)
+                for other in placed
+            ):
+                break
+        return centre
 
     def _colours(self, class_id: int, rng: np.random.Generator) -> np.ndarray:
         """(2, 3) float fill colours of one object of ``class_id`` (0: a distractor)."""

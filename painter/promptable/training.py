@@ -48,6 +48,10 @@ from painter.resize import resize_labels
 logger = logging.getLogger(__name__)
 
 
+#: Object spacing of the promptable demo's synthetic images (see PromptableTrainConfig).
+DEMO_SPACING = 0.85
+
+
 @dataclass(frozen=True)
 class PromptableTrainConfig:
     """How the promptable model is trained.
@@ -61,6 +65,9 @@ class PromptableTrainConfig:
         lr, min_lr, warmup_steps, weight_decay: AdamW with linear warm-up and cosine decay.
         min_object_pixels: smaller objects are never prompted.
         photo_weight: fraction of images drawn from the photo pseudo-masks (the rest synthetic).
+        synthetic_spacing: ``SyntheticConfig.spacing`` of the synthetic images (training and
+            held-out): 0.85 keeps occlusion partial, so that every prompted object is
+            recognisable and its box is its extent, not the box of a visible sliver.
         seed: data and initialisation seed.
         eval_images: held-out synthetic images scored at the end (another generator seed).
     """
@@ -77,6 +84,7 @@ class PromptableTrainConfig:
     weight_decay: float = 0.05
     min_object_pixels: int = 64
     photo_weight: float = 0.2
+    synthetic_spacing: float = DEMO_SPACING
     seed: int = 0
     eval_images: int = 48
 
@@ -132,12 +140,14 @@ def object_sample(record: SegRecord, side: int, min_pixels: int) -> ObjectSample
     return ObjectSample(padded, stacked)
 
 
-def demo_sources(side: int, seed: int) -> tuple[RecordSource, RecordSource, RecordSource]:
+def demo_sources(
+    side: int, seed: int, spacing: float = DEMO_SPACING
+) -> tuple[RecordSource, RecordSource, RecordSource]:
     """Training synthetic images, photo regions and held-out synthetic images at ``side``."""
     from data_mixtures.sources.photos import PhotoSource
     from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
 
-    synthetic = SyntheticConfig(image_size=(side, side), num_records=100_000)
+    synthetic = SyntheticConfig(image_size=(side, side), num_records=100_000, spacing=spacing)
     return (
         SyntheticSource(synthetic, seed=seed, name="promptable-synthetic"),
         PhotoSource(max_side=side),
@@ -304,7 +314,7 @@ def train_promptable(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     side = sam_config.image_size
-    synthetic, photos, held_out = demo_sources(side, config.seed)
+    synthetic, photos, held_out = demo_sources(side, config.seed, config.synthetic_spacing)
     stream = ObjectStream(
         [synthetic, photos],
         [1 - config.photo_weight, config.photo_weight],

@@ -1,7 +1,8 @@
 """Label-free adaptation (WeSAM-style LoRA self-training) of the promptable demo model to a
 shifted domain, with box weak labels.
 
-    python benchmarks/bench_adapt.py [--checkpoint demo] [--steps 200] [--rank 4]
+    python benchmarks/bench_adapt.py [--checkpoint demo] [--steps 400] [--lr 1e-3] [--rank 4]
+    python benchmarks/bench_adapt.py --box-weight 0 --strong-noise 0     # plain WeSAM
 
 Domain: held-out synthetic images (never trained on) under the bundled shift (colour shift, blur,
 noise). Adaptation sees N shifted images and their boxes only; scoring uses another N shifted
@@ -27,10 +28,13 @@ from painter.promptable.training import ObjectSample, evaluate_prompts
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="demo")
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--box-weight", type=float, default=10.0, help="0: WeSAM's loss only")
+    parser.add_argument("--strong-noise", type=float, default=30.0, help="0: no noise")
+    parser.add_argument("--seed", type=int, default=0, help="adaptation sampling seed")
     parser.add_argument("--out", default="benchmarks/results/bench_adapt.json")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -47,6 +51,9 @@ def main(argv=None) -> dict:
         steps=args.steps,
         rank=args.rank,
         lr=args.lr,
+        seed=args.seed,
+        box_weight=args.box_weight,
+        strong_noise=args.strong_noise,
     )
     seconds = time.time() - t0
     adapter.model.eval()
@@ -60,6 +67,10 @@ def main(argv=None) -> dict:
         "total_parameters": sum(p.numel() for p in model.parameters()),
         "steps": args.steps,
         "rank": args.rank,
+        "lr": args.lr,
+        "box_weight": args.box_weight,
+        "strong_noise": args.strong_noise,
+        "seed": args.seed,
         "adapt_seconds": seconds,
         "first_losses": losses[:10],
         "last_losses": losses[-10:],

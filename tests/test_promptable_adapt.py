@@ -93,6 +93,20 @@ def test_wesam_loss_of_agreeing_branches():
     assert float(loss.contrast) > 0 and torch.isfinite(loss.total)
 
 
+def test_box_term_is_added_only_with_boxes_and_a_weight():
+    target = torch.zeros(1, 1, 16, 16)
+    target[0, 0, 4:8, 4:12] = 1
+    branch = BranchOutput(torch.randn(1, 8, 4, 4), (2 * target - 1) * 30, torch.ones(1, 1))
+    inside = torch.tensor([[16.0, 16.0, 47.0, 31.0]])  # input pixels of a 64-pixel input
+    elsewhere = torch.tensor([[0.0, 40.0, 20.0, 60.0]])
+    plain = wesam_loss(branch, branch, branch)
+    fits = wesam_loss(branch, branch, branch, boxes=inside, input_size=64, box_weight=10.0)
+    wrong = wesam_loss(branch, branch, branch, boxes=elsewhere, input_size=64, box_weight=10.0)
+    assert float(plain.box) == 0 and float(fits.box) == pytest.approx(0.0, abs=1e-6)
+    assert float(wrong.box) > 0.5
+    assert float(wrong.total) == pytest.approx(float(plain.total) + 10 * float(wrong.box))
+
+
 def test_adapter_step_updates_only_the_lora_weights(model):
     base = {k: v.clone() for k, v in model.state_dict().items()}
     adapter = SelfTrainingAdapter(model, rank=4, lr=1e-3)

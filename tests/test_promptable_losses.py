@@ -10,6 +10,7 @@ import torch
 from painter.promptable import build_sam
 from painter.promptable.losses import (
     add_correction,
+    box_projection_loss,
     correction_point,
     dice_loss,
     first_prompt,
@@ -146,3 +147,28 @@ def test_simulated_clicks_train_the_decoder():
         optimizer.step()
         losses.append(float(loss.total.detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_box_projection_loss_by_hand():
+    """A 16x16 logit grid over a 64-pixel input (4 pixels per cell); box x 8..23, y 4..15 covers
+    cells 2..5 across and 1..3 down."""
+    box = torch.tensor([[8.0, 4.0, 23.0, 15.0]])
+    filled = torch.full((1, 16, 16), -50.0)
+    filled[0, 1:4, 2:6] = 50.0
+    assert float(box_projection_loss(filled, box, 64)[0]) == pytest.approx(0.0, abs=1e-6)
+    diagonal = torch.full((1, 16, 16), -50.0)  # one cell per row and column: still fills it
+    for k in range(3):
+        diagonal[0, 1 + k, 2 + k] = 50.0
+    diagonal[0, 3, 5] = 50.0
+    assert float(box_projection_loss(diagonal, box, 64)[0]) == pytest.approx(0.0, abs=1e-6)
+    half = torch.full((1, 16, 16), -50.0)
+    half[0, 1:4, 2:4] = 50.0  # only the left half: x projection 2 of 4 cells, y complete
+    expected = (1 - (2 * 2 + 1) / (2 + 4 + 1)) / 2
+    assert float(box_projection_loss(half, box, 64)[0]) == pytest.approx(expected, abs=1e-6)
+    spill = filled.clone()
+    spill[0, 10, 12] = 50.0  # a stray cell outside the box on both axes
+    spilled = (1 - (2 * 4 + 1) / (5 + 4 + 1) + 1 - (2 * 3 + 1) / (4 + 3 + 1)) / 2
+    assert float(box_projection_loss(spill, box, 64)[0]) == pytest.approx(spilled, abs=1e-6)
+    logits = torch.zeros(1, 16, 16, requires_grad=True)
+    box_projection_loss(logits, box, 64).sum().backward()
+    assert logits.grad[0, 2, 3] < 0 and logits.grad[0, 10, 12] > 0  # grow inside, shrink out

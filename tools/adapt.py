@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rank", type=positive_int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--box-weight",
+        type=float,
+        default=10.0,
+        help="weight of the box-filling loss (the boxes supervise too); 0: WeSAM's loss only",
+    )
+    parser.add_argument(
+        "--strong-noise",
+        type=float,
+        default=30.0,
+        help="largest pixel-noise std in the strong view (0..255); 0: none, as WeSAM",
+    )
     return parser
 
 
@@ -81,7 +93,15 @@ def run(args: argparse.Namespace) -> None:
         samples = shifted_objects(model.config.image_size, "adapt", args.synthetic_shift)
         images, boxes = [s.image for s in samples], [s.boxes for s in samples]
     adapter, losses = adapt_with_boxes(
-        model, images, boxes, steps=args.steps, rank=args.rank, lr=args.lr, seed=args.seed
+        model,
+        images,
+        boxes,
+        steps=args.steps,
+        rank=args.rank,
+        lr=args.lr,
+        seed=args.seed,
+        box_weight=args.box_weight,
+        strong_noise=args.strong_noise,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     trained = lora_parameter_count(adapter.model)

@@ -12,10 +12,16 @@ projection are trained. Loss per image, over its P prompt rows:
     20 * focal(s, t) + dice(s, t) + mse(iou_s, IoU(s, t))     t = teacher mask > 0 (pseudo-label)
     + (dice(s, a) + dice(teacher, a)) / 2                     a = anchor mask > 0
     + InfoNCE between the teacher's and the anchor's per-instance features
+    + box_weight * (box(s, B) + box(teacher, B)) / 2         B = the prompt boxes, if any
 
 The instance features are the channel-normalised image embeddings averaged over each branch's
 own predicted mask; the InfoNCE pulls the teacher's feature of instance i towards the anchor's
 feature of the same instance and away from the others (temperature 0.3).
+
+The last term is not WeSAM's: when the weak labels are boxes, they also supervise. ``box`` is
+:func:`box_projection_loss`, which asks each mask to fill its box's rows and columns and nothing
+outside them. WeSAM's self-training alone only makes the model agree with itself across views;
+the box term adds what the weak label knows. ``box_weight=0`` (the adapter's default) is WeSAM.
 
 Making the views (the same flips for both, colour/blur/solarise only on the strong one) and
 mapping the prompts through them is the data side's job.
@@ -31,7 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from painter.promptable.losses import dice_loss, mask_iou, sigmoid_focal_loss
+from painter.errors import ConfigError
+from painter.promptable.losses import (
+    box_projection_loss,
+    dice_loss,
+    mask_iou,
+    sigmoid_focal_loss,
+)
 from painter.promptable.model import PromptableSegmenter
 from painter.promptable.predictor import PromptTensors
 
@@ -110,6 +122,7 @@ class WeSAMLoss:
     iou: torch.Tensor
     anchor: torch.Tensor
     contrast: torch.Tensor
+    box: torch.Tensor
 
 
 @dataclass
@@ -148,8 +161,14 @@ def wesam_loss(
     focal_weight: float = 20.0,
     focal_scale: float = 0.8,
     temperature: float = 0.3,
+    boxes: torch.Tensor | None = None,
+    input_size: int | None = None,
+    box_weight: float = 0.0,
 ) -> WeSAMLoss:
     """The WeSAM loss of one image (see the module docstring).
+
+    ``boxes`` ((P, 4) in pixels of the ``input_size`` square model input) with ``box_weight``
+    > 0 adds the box-filling term for the student and the teacher.
 
     ``anchor`` carries no gradient; ``teacher`` does (through the anchor-dice and contrast
     terms). The focal term scales every pixel by ``focal_scale`` (WeSAM's alpha 0.8) rather than
@@ -170,8 +189,16 @@ def wesam_loss(
         instance_features(anchor.embedding, anchor.logits).detach(),
         temperature,
     )
-    total = focal_weight * focal + dice + iou + anchor_term + contrast
-    return WeSAMLoss(total, focal, dice, iou, anchor_term, contrast)
+    box = s_logits.new_zeros(())
+    if box_weight > 0 and boxes is not None:
+        if input_size is None:
+            raise ValueError("the box term needs input_size, the side of the model input")
+        box = 0.5 * (
+            box_projection_loss(s_logits, boxes, input_size).mean()
+            + box_projection_loss(teacher.logits[:, 0], boxes, input_size).mean()
+        )
+    total = focal_weight * focal + dice + iou + anchor_term + contrast + box_weight * box
+    return WeSAMLoss(total, focal, dice, iou, anchor_term, contrast, box)
 
 
 class SelfTrainingAdapter:
@@ -180,6 +207,7 @@ class SelfTrainingAdapter:
     Args:
         model: the source model; it is frozen and gets LoRA layers (rank ``rank``) in place.
         lr, weight_decay: Adam on the LoRA parameters (WeSAM: 1e-4 and 1e-4).
+        box_weight: weight of the box-filling term when the prompts hold boxes (0: WeSAM).
 
     >>> adapter = SelfTrainingAdapter(build_sam(checkpoint="sam_vit_b_01ec64.pth"))
     >>> for weak, strong, prompts in loader:      # (1, 3, S, S) model inputs, PromptTensors
@@ -194,7 +222,11 @@ class SelfTrainingAdapter:
         rank: int = 4,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
+        box_weight: float = 0.0,
     ) -> None:
+        if box_weight < 0:
+            raise ConfigError(f"box_weight must be >= 0, got {box_weight}")
+        self.box_weight = box_weight
         self.anchor = copy.deepcopy(model).eval().requires_grad_(False)
         self.model = model
         self.params = add_lora(model, rank=rank)
@@ -222,7 +254,14 @@ class SelfTrainingAdapter:
             anchor = self._branch(self.anchor, weak, prompts)
         teacher = self._branch(self.model, weak, prompts)
         student = self._branch(self.model, strong, prompts)
-        loss = wesam_loss(student, teacher, anchor)
+        loss = wesam_loss(
+            student,
+            teacher,
+            anchor,
+            boxes=prompts.boxes,
+            input_size=self.model.config.image_size,
+            box_weight=self.box_weight,
+        )
         self.optimizer.zero_grad()
         loss.total.backward()
         self.optimizer.step()

@@ -71,9 +71,11 @@ class ShiftedSource(RecordSource):
         return dataclasses.replace(record, image=self.shift.apply(record.image, seed=index))
 
 
-def strong_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """WeSAM's strong augmentation of one (H, W, 3) uint8 view, geometry kept: random colour
-    jitter, blur and (sometimes) solarisation, so the prompts stay valid."""
+def strong_view(image: np.ndarray, rng: np.random.Generator, noise_std: float = 0.0) -> np.ndarray:
+    """WeSAM-style strong augmentation of one (H, W, 3) uint8 view, geometry kept so the
+    prompts stay valid: random colour gain/offset, blur (half the time) and solarisation (a
+    fifth of the time); with ``noise_std`` > 0, also (half the time) Gaussian pixel noise of a
+    std drawn from [0, noise_std] (not in WeSAM's set; sensor noise is a common shift)."""
     pixels = image.astype(np.float32)
     gain = rng.uniform(0.6, 1.4, 3)
     offset = rng.uniform(-40, 40, 3)
@@ -85,6 +87,8 @@ def strong_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         pixels = np.asarray(blurred, dtype=np.float32)
     if rng.random() < 0.2:
         pixels = np.where(pixels > 128, 255 - pixels, pixels)
+    if noise_std > 0 and rng.random() < 0.5:
+        pixels = np.clip(pixels + rng.normal(0.0, rng.uniform(0, noise_std), pixels.shape), 0, 255)
     return pixels.astype(np.uint8)
 
 
@@ -109,16 +113,21 @@ def adapt_with_boxes(
     rank: int = 4,
     lr: float = 1e-4,
     seed: int = 0,
+    box_weight: float = 10.0,
+    strong_noise: float = 30.0,
 ) -> tuple[SelfTrainingAdapter, list[float]]:
     """Adapt ``model`` (in place: LoRA layers added, base frozen) to unlabelled ``images`` with
     weak box labels ``boxes`` (per image (P, 4) x0, y0, x1, y1 in its pixels) as prompts.
 
     Each step takes one image: the weak view is the image, the strong view
-    :func:`strong_view` of it. Returns the adapter and the loss of every step.
+    :func:`strong_view` of it (with ``strong_noise``). The boxes are prompts and, with
+    ``box_weight`` > 0, also supervise through the box-filling term (see
+    ``painter.promptable.adapt``); ``box_weight=0, strong_noise=0`` is plain WeSAM. Returns the
+    adapter and the loss of every step.
     """
     if len(images) != len(boxes) or not images:
         raise InputMismatchError(f"need one box array per image, got {len(images)}/{len(boxes)}")
-    adapter = SelfTrainingAdapter(model, rank=rank, lr=lr)
+    adapter = SelfTrainingAdapter(model, rank=rank, lr=lr, box_weight=box_weight)
     rng = np.random.default_rng(seed)
     device = model.pixel_mean.device
     losses = []
@@ -129,7 +138,7 @@ def adapt_with_boxes(
             continue
         prompts = PromptTensors(None, None, torch.from_numpy(rows).to(device), None)
         weak = _input(model, images[index])
-        strong = _input(model, strong_view(images[index], rng))
+        strong = _input(model, strong_view(images[index], rng, strong_noise))
         losses.append(float(adapter.step(weak, strong, prompts).total))
     return adapter, losses
 

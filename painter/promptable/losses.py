@@ -38,6 +38,33 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, *, smooth: float = 1.
     return 1 - (overlap + smooth) / (prob.sum(dim=1) + targets.sum(dim=1) + smooth)
 
 
+def box_projection_loss(
+    logits: torch.Tensor, boxes: torch.Tensor, input_size: int, *, smooth: float = 1.0
+) -> torch.Tensor:
+    """How well masks fill their boxes (the box-tightness term of weak box supervision, as in
+    BoxInst): the mask's largest probability along each column must be 1 inside the box's x
+    extent and 0 outside, likewise along rows; scored by soft Dice on both projections.
+
+    Args:
+        logits: (N, H, W) mask logits covering the (input_size x input_size) model input.
+        boxes: (N, 4) x0, y0, x1, y1 inclusive, in input pixels.
+    Returns:
+        (N,) mean of the column and row Dice losses.
+    """
+    prob = logits.sigmoid()
+    scale = logits.shape[-1] / input_size  # logit cells per input pixel
+    losses = []
+    for dim, lo, hi in ((1, 0, 2), (2, 1, 3)):  # over rows onto x, then over columns onto y
+        projected = prob.amax(dim=dim)  # (N, W), then (N, H)
+        cells = torch.arange(projected.shape[1], device=logits.device, dtype=prob.dtype)
+        start = boxes[:, lo : lo + 1] * scale  # (N, 1)
+        stop = (boxes[:, hi : hi + 1] + 1) * scale
+        inside = ((cells + 1 > start) & (cells < stop)).to(prob.dtype)  # (N, W) or (N, H)
+        overlap = 2 * (projected * inside).sum(dim=1)
+        losses.append(1 - (overlap + smooth) / (projected.sum(1) + inside.sum(1) + smooth))
+    return (losses[0] + losses[1]) / 2
+
+
 def mask_iou(logits: torch.Tensor, targets: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """(N, H, W) logits and {0, 1} targets -> (N,) IoU of the thresholded mask (1 if both
     are empty)."""

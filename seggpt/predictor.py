@@ -3,6 +3,8 @@
 >>> predictor = SegGPTPredictor(load_model("demo"))
 >>> [result] = predictor.predict([prompt_image], [prompt_mask], [query_image])
 >>> result.mask  # (H, W) class ids at the query's size
+>>> refining = SegGPTPredictor(load_model("demo"), refiner=PromptablePredictor(build_sam(
+...     checkpoint="demo")))   # masks sharpened by the promptable model where it is confident
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +28,9 @@ from painter.ops import denormalize, normalize
 from painter.resize import resize_image
 from seggpt.coloring import PromptColoring, decode_painted, prepare_prompt_masks
 from seggpt.ensemble import EnsembleMode, grid_side, tile_grid
+
+if TYPE_CHECKING:
+    from painter.promptable.predictor import PromptablePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,11 @@ class SegGPTPredictor:
         device: "cpu", "cuda", "cuda:1", or None/"auto".
         dtype: float32, or bfloat16/float16 to run under autocast (weights stay float32).
         seg_type: the type token (SegGPT only); the original's default is INSTANCE.
+        refiner: a promptable predictor; if given, every mask is refined with it
+            (:func:`painter.promptable.refine_mask`: each connected component prompted with its
+            box and an interior point, replaced where the decoder is confident). ``painted``
+            stays SegGPT's own output.
+        refine_min_score: the decoder's predicted IoU a refined component needs.
     """
 
     def __init__(
@@ -77,7 +88,11 @@ class SegGPTPredictor:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         seg_type: SegType = SegType.INSTANCE,
+        refiner: PromptablePredictor | None = None,
+        refine_min_score: float | None = None,
     ) -> None:
+        self.refiner = refiner
+        self.refine_min_score = refine_min_score
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = model.to(self.device).eval()
@@ -189,12 +204,21 @@ class SegGPTPredictor:
             full = full.cpu().numpy()
             out.append(
                 Prediction(
-                    mask=decode_painted(full, prompts.coloring),
+                    mask=self._refined(image, decode_painted(full, prompts.coloring)),
                     painted=np.rint(full).astype(np.uint8),
                     canvas=painted[i].cpu() if return_canvas else None,
                 )
             )
         return out
+
+    def _refined(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``mask`` refined by the refiner, or as it is without one."""
+        if self.refiner is None:
+            return mask
+        from painter.promptable.refine import DEFAULT_MIN_SCORE, refine_mask
+
+        score = DEFAULT_MIN_SCORE if self.refine_min_score is None else self.refine_min_score
+        return refine_mask(self.refiner, image, mask, min_score=score)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -75,6 +75,23 @@ def test_infer_writes_mask_overlay_and_painted_per_query(
                 assert (image.height, image.width) == size and image.mode == "RGB"
 
 
+def test_infer_refine_flag_refines_with_the_promptable_model(tmp_path, tiny_checkpoint, prompt):
+    from painter.promptable import PromptablePredictor, build_sam, refine_mask
+
+    query = tmp_path / "query.png"
+    Image.fromarray(_noise((48, 64, 3), seed=3)).save(query)
+    plain_out, refined_out = tmp_path / "plain", tmp_path / "refined"
+    assert infer.main(_infer_args(tiny_checkpoint, prompt, plain_out, query)) == 0
+    flags = ["--refine", "--refine-checkpoint", "demo", "--refine-min-score", "0"]
+    args = _infer_args(tiny_checkpoint, prompt, refined_out, query) + flags
+    assert infer.main(args) == 0
+    raw = load_mask(plain_out / "query_mask.png")
+    assert raw.any()  # something to refine
+    refiner = PromptablePredictor(build_sam(checkpoint="demo"), device="cpu")
+    expected = refine_mask(refiner, query, raw, min_score=0.0)
+    np.testing.assert_array_equal(load_mask(refined_out / "query_mask.png"), expected)
+
+
 def test_folders_expand_to_sorted_images_and_duplicates_drop(tmp_path):
     folder = tmp_path / "mixed"
     (folder / "sub").mkdir(parents=True)

@@ -353,6 +353,52 @@ def test_refine_mask_keeps_size_and_ids(predictor):
     assert not refine_mask(predictor, image, np.zeros_like(mask)).any()
 
 
+def test_refine_score_gate_keeps_components_the_decoder_doubts(predictor):
+    image = scene()
+    mask = np.zeros(image.shape[:2], dtype=np.int64)
+    mask[12:38, 18:58] = 3
+    mask[50:70, 90:110] = 5
+    doubted = refine_mask(predictor, image, mask, min_score=2.0)  # no IoU reaches 2
+    np.testing.assert_array_equal(doubted, mask)
+    replaced = refine_mask(predictor, image, mask, min_score=-1.0)
+    assert not np.array_equal(replaced, mask)
+    rows = component_prompts(mask, min_area=16)  # exactly the rows refine_mask decodes
+    logits, scores, _ = predictor.predict_tensors(
+        predictor.prepare_prompts(
+            points=np.stack([r.point for r in rows])[:, None],
+            labels=np.ones((len(rows), 1), dtype=np.int64),
+            box=np.stack([r.box for r in rows]),
+        ),
+        multimask=False,
+    )
+    assert [r.class_id for r in rows] == [3, 5] and scores[0, 0] != scores[1, 0]
+    gate = float(scores[:, 0].mean())  # between the two scores: one component passes
+    mixed = refine_mask(predictor, image, mask, min_score=gate)
+    trusted = 1 if scores[0, 0] < gate else 0
+    doubted_id, trusted_id = rows[1 - trusted].class_id, rows[trusted].class_id
+    np.testing.assert_array_equal(mixed == doubted_id, mask == doubted_id)  # kept as it was
+    decoded = logits[trusted, 0].numpy() > predictor.config.mask_threshold
+    np.testing.assert_array_equal(mixed == trusted_id, decoded & (mask != doubted_id))
+
+
+def test_seggpt_predictor_refiner_option(tiny_checkpoint, predictor):
+    from seggpt.loading import load_model
+    from seggpt.predictor import SegGPTPredictor
+
+    image = scene()
+    prompt_mask = np.zeros(image.shape[:2], dtype=np.int64)
+    prompt_mask[12:38, 18:58] = 1
+    plain = SegGPTPredictor(load_model(tiny_checkpoint), device="cpu")
+    refining = SegGPTPredictor(
+        load_model(tiny_checkpoint), device="cpu", refiner=predictor, refine_min_score=-1.0
+    )
+    [raw] = plain.predict([image], [prompt_mask], [image])
+    [refined] = refining.predict([image], [prompt_mask], [image])
+    np.testing.assert_array_equal(refined.painted, raw.painted)
+    expected = refine_mask(predictor, image, raw.mask, min_score=-1.0)
+    np.testing.assert_array_equal(refined.mask, expected)
+
+
 # -- checkpoints ----------------------------------------------------------------------------------
 def test_seggpt_checkpoint_is_refused_with_a_pointer(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="seggpt.load_model"):

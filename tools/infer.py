@@ -2,6 +2,7 @@
 
     python -m tools.infer --prompt-image cat.jpg --prompt-mask cat_mask.png --query photos/ \
         --out outputs/cats
+    python -m tools.infer ... --refine              # then refine with the promptable demo model
 
 For each query this writes ``<name>_mask.png`` (class ids as a palette PNG, in the prompt masks'
 colours), ``<name>_overlay.png`` (the mask over the image) and ``<name>_painted.png`` (what the
@@ -24,6 +25,8 @@ from tqdm.auto import tqdm
 from painter.config import SegType
 from painter.errors import InputMismatchError, InvalidImageError
 from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
+from painter.promptable import PromptablePredictor, build_sam
+from painter.promptable.refine import DEFAULT_MIN_SCORE
 from seggpt.coloring import MaskKind, PromptColoring
 from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
@@ -95,6 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=positive_int, default=4, help="queries per pass (default 4)"
     )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine every mask with the promptable model (box + point per connected component)",
+    )
+    parser.add_argument(
+        "--refine-checkpoint",
+        default="demo",
+        help="promptable model for --refine: 'demo' (default), a SAM .pth, file or folder",
+    )
+    parser.add_argument(
+        "--refine-min-score",
+        type=float,
+        default=DEFAULT_MIN_SCORE,
+        help="predicted IoU a refined component needs to replace the original "
+        "(default %(default)s; 0 replaces all)",
+    )
     return parser
 
 
@@ -116,7 +136,19 @@ def run(args: argparse.Namespace) -> None:
     prompt_masks = [load_mask(path) for path in args.prompt_masks]
     model = load_model(args.checkpoint, args.variant)
     seg_type = tuned.seg_type if tuned else SegType[args.seg_type.upper()]
-    predictor = SegGPTPredictor(model, device=args.device, dtype=args.dtype, seg_type=seg_type)
+    refiner = None
+    if args.refine:
+        refiner = PromptablePredictor(
+            build_sam(checkpoint=args.refine_checkpoint), device=args.device, dtype=args.dtype
+        )
+    predictor = SegGPTPredictor(
+        model,
+        device=args.device,
+        dtype=args.dtype,
+        seg_type=seg_type,
+        refiner=refiner,
+        refine_min_score=args.refine_min_score,
+    )
     if tuned is not None:
         tuned.check_model(model)
         prompts = tuned.prepared(predictor.device)

@@ -451,7 +451,8 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
         if evals and key in evals[0]:
             ax_iou.plot([r["step"] for r in evals], [r[key] for r in evals], "o-", label=key[5:])
     ax_iou.set(xlabel="step", ylabel="mIoU", title="held-out episodes", ylim=(0, 1))
-    ax_iou.legend()
+    if evals:  # a run without evaluation has no curves to label
+        ax_iou.legend()
     fig.tight_layout()
     atomic_write(path.with_suffix(".png"), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -306,6 +306,8 @@ def track_video(
         f"tracked objects {list(state.object_ids)} through {total} frames with a memory of "
         f"{memory} in {seconds:.1f} s ({total / max(seconds, 1e-9):.2f} frames/s)"
     )
+    if memory:
+        info += f"; {state.admitted} of {total - 1} predicted frames joined the memory"
     return Tracking(overlay_path, Path(archive), info)
 
 

@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strong-noise",
         type=float,
-        default=30.0,
-        help="largest pixel-noise std in the strong view (0..255); 0: none, as WeSAM",
+        default=0.0,
+        help="largest pixel-noise std in the strong view (0..255); 0 (default): none, as WeSAM",
     )
     return parser
 

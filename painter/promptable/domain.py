@@ -114,7 +114,7 @@ def adapt_with_boxes(
     lr: float = 1e-4,
     seed: int = 0,
     box_weight: float = 10.0,
-    strong_noise: float = 30.0,
+    strong_noise: float = 0.0,
 ) -> tuple[SelfTrainingAdapter, list[float]]:
     """Adapt ``model`` (in place: LoRA layers added, base frozen) to unlabelled ``images`` with
     weak box labels ``boxes`` (per image (P, 4) x0, y0, x1, y1 in its pixels) as prompts.

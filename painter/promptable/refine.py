@@ -7,7 +7,7 @@ they were. Where refined components overlap, the pixel goes to the one with the 
 
 The score gate matters: with the demo models on held-out synthetic episodes
 (``benchmarks/bench_refine.py``), SegGPT's masks score mIoU 0.401, refined without the gate
-0.333 (the decoder turns wrong blobs into crisp wrong objects) and with ``min_score=0.8`` 0.416.
+0.368 (the decoder turns wrong blobs into crisp wrong objects) and with ``min_score=0.8`` 0.419.
 
 >>> seggpt_mask = seggpt_predictor.predict([prompt], [prompt_mask], [query])[0].mask
 >>> refined = refine_mask(promptable_predictor, query, seggpt_mask)   # same ids, sharper edges

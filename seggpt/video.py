@@ -28,6 +28,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -94,6 +95,11 @@ class VideoState:
     next_index: int = 1
     admitted: int = 0
     rejected: int = 0
+
+    @cached_property
+    def first_areas(self) -> np.ndarray:
+        """(max id + 1,) pixel count of every object id in the first frame's mask."""
+        return np.bincount(self.first.mask.ravel(), minlength=max(self.object_ids) + 1)
 
     @property
     def memory_size(self) -> int:
@@ -214,7 +220,7 @@ class VideoSegmenter:
         every object's area within ``admit_ratio`` of its first-frame area."""
         if self.admit_ratio is None:
             return True
-        first = np.bincount(state.first.mask.ravel(), minlength=max(state.object_ids) + 1)
+        first = state.first_areas
         now = np.bincount(mask.ravel(), minlength=first.size)
         return all(
             first[i] / self.admit_ratio <= now[i] <= first[i] * self.admit_ratio

@@ -20,7 +20,7 @@ from painter.promptable.checkpoint import (
     save_sam,
     save_sam_official,
 )
-from tests.promptable_helpers import one_thread  # noqa: F401
+from tests.promptable_helpers import one_thread, rel_diff  # noqa: F401
 
 transformers = pytest.importorskip("transformers")
 
@@ -66,10 +66,6 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
             else:
                 value = 0.1 * noise
             tensor.copy_(value)
-
-
-def rel_diff(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours - ref).abs().max() / ref.abs().max())
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ Sizes are (height, width) tuples throughout; coordinates are (x, y).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,9 +64,27 @@ def image_to_input_boxes(boxes: torch.Tensor, original: Size, resized: Size) -> 
 def upscale_logits(
     low_res: torch.Tensor, *, input_size: Size, original_size: Size, image_size: int
 ) -> torch.Tensor:
-    """(P, K, 4h, 4w) logits -> (P, K, H, W) at the original image size (bilinear)."""
-    padded = F.interpolate(low_res, (image_size, image_size), mode="bilinear", align_corners=False)
-    cropped = padded[..., : input_size[0], : input_size[1]]  # drop the padding
+    """(P, K, 4h, 4w) logits -> (P, K, H, W) at the original image size (bilinear).
+
+    The same as resizing to the padded ``image_size`` square, dropping the padding and resizing
+    to ``original_size``, but the first resize only computes the rows and columns the image
+    covers, and the second is skipped when the sizes already agree.
+    """
+    low_h, low_w = low_res.shape[-2:]
+    scale_h, scale_w = image_size / low_h, image_size / low_w
+    # output pixel y reads input rows floor/ceil((y + 0.5) / scale - 0.5): keep one row more
+    keep_h = min(low_h, math.ceil(input_size[0] / scale_h) + 1)
+    keep_w = min(low_w, math.ceil(input_size[1] / scale_w) + 1)
+    covered = F.interpolate(
+        low_res[..., :keep_h, :keep_w],
+        scale_factor=(scale_h, scale_w),
+        mode="bilinear",
+        align_corners=False,
+        recompute_scale_factor=False,  # map coordinates with the full square's scale
+    )
+    cropped = covered[..., : input_size[0], : input_size[1]]  # drop the padding
+    if tuple(cropped.shape[-2:]) == tuple(original_size):
+        return cropped  # bilinear at scale 1 is the identity
     return F.interpolate(cropped, original_size, mode="bilinear", align_corners=False)
 
 

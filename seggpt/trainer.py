@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -40,6 +39,7 @@ from painter.losses import foreground_weights
 from painter.model import PainterModel
 from painter.ops import normalize
 from painter.registry import get_config
+from painter.schedules import warmup_cosine
 from seggpt.evaluation import EvalReport, evaluate
 from seggpt.init_weights import initialise_from
 from seggpt.loading import build_model
@@ -130,13 +130,11 @@ class Trainer:
             layer_decay=config.layer_decay if config.layer_decay < 1 else None,
             betas=config.betas,
         )
-        self.scheduler = CosineLRScheduler(
+        self.scheduler = warmup_cosine(
             self.optimizer,
-            t_initial=config.steps,
-            lr_min=config.min_lr,
-            warmup_t=config.warmup_steps,
-            warmup_lr_init=config.min_lr,
-            t_in_epochs=False,
+            steps=config.steps,
+            warmup_steps=config.warmup_steps,
+            min_lr=config.min_lr,
         )
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=config.precision is Precision.FP16 and device.type == "cuda"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from painter.errors import CheckpointError, ConfigError
+from painter.schedules import warmup_cosine
 from seggpt.train_config import load_train_config
 from seggpt.trainer import Trainer
 
@@ -102,3 +104,25 @@ def test_a_short_run_learns_the_easy_task(tmp_path):
     report = result.eval
     assert report is not None and result.step == config.steps
     assert report.miou > max(report.baselines.values()) + 0.1, (report.miou, report.baselines)
+
+
+def test_warmup_cosine_schedule_shared_by_the_trainers():
+    """Linear warm-up from min_lr, cosine down to min_lr at the last step, and every parameter
+    group keeps its own peak (layer-wise decay ratios survive the schedule)."""
+    weights = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    optimizer = torch.optim.AdamW(
+        [{"params": [weights[0]], "lr": 1e-3}, {"params": [weights[1]], "lr": 5e-4}]
+    )
+    schedule = warmup_cosine(optimizer, steps=100, warmup_steps=10, min_lr=1e-5)
+    lrs = []
+    for step in range(101):
+        schedule.step_update(step)
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+    assert lrs[0] == pytest.approx([1e-5, 1e-5])
+    assert lrs[5][0] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))  # halfway up the warm-up
+    for step in (10, 50, 80):  # after the warm-up: the cosine over all steps, per group
+        factor = 0.5 * (1 + math.cos(math.pi * step / 100))
+        assert lrs[step] == pytest.approx([1e-5 + (peak - 1e-5) * factor for peak in (1e-3, 5e-4)])
+    assert lrs[100] == pytest.approx([1e-5, 1e-5])
+    tail = [lr[0] for lr in lrs[10:]]
+    assert all(a >= b for a, b in zip(tail, tail[1:]))  # monotone decay after the warm-up

@@ -44,6 +44,7 @@ from painter.promptable.model import PromptableSegmenter, build_sam_from_config
 from painter.promptable.prompt_encoder import PADDING_LABEL
 from painter.promptable.transforms import mask_to_box, resize_longest_side
 from painter.resize import resize_labels
+from painter.schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -285,13 +286,6 @@ def _batch(
     return images, targets
 
 
-def _lr_at(config: PromptableTrainConfig, step: int) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + np.cos(np.pi * progress))
-
-
 def train_promptable(
     config: PromptableTrainConfig,
     out: str | Path,
@@ -313,6 +307,9 @@ def train_promptable(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
+    scheduler = warmup_cosine(
+        optimizer, steps=config.steps, warmup_steps=config.warmup_steps, min_lr=config.min_lr
+    )
     side = sam_config.image_size
     synthetic, photos, held_out = demo_sources(side, config.seed, config.synthetic_spacing)
     stream = ObjectStream(
@@ -326,8 +323,6 @@ def train_promptable(
     rows, start = [], time.time()
     bar = tqdm(range(config.steps), desc="train promptable", disable=not progress)
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(config, step)
         samples = [stream[step * config.batch_size + i] for i in range(config.batch_size)]
         images, targets = _batch(samples, model, config.objects_per_image, generator, device)
         embeddings = model.encode_images(images)  # (B, D, h, w)
@@ -348,6 +343,7 @@ def train_promptable(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        scheduler.step_update(step + 1)
         rows.append((step + 1, loss.item(), float(np.mean(ious)), time.time() - start))
         bar.set_postfix(loss=f"{loss.item():.3f}", iou=f"{np.mean(ious):.2f}")
     lines = ["step,loss,train_iou,seconds"] + [",".join(f"{v:.6g}" for v in r) for r in rows]

@@ -92,6 +92,15 @@ def test_infer_refine_flag_refines_with_the_promptable_model(tmp_path, tiny_chec
     np.testing.assert_array_equal(load_mask(refined_out / "query_mask.png"), expected)
 
 
+def test_infer_refine_help_names_the_default_score():
+    """The default lives in painter.promptable.refine (resolved by SegGPTPredictor); the help
+    text states it without importing that package at start-up."""
+    from painter.promptable.refine import DEFAULT_MIN_SCORE
+
+    [action] = [a for a in infer.build_parser()._actions if a.dest == "refine_min_score"]
+    assert action.default is None and f"{DEFAULT_MIN_SCORE}" in action.help
+
+
 def test_folders_expand_to_sorted_images_and_duplicates_drop(tmp_path):
     folder = tmp_path / "mixed"
     (folder / "sub").mkdir(parents=True)

@@ -25,8 +25,6 @@ from tqdm.auto import tqdm
 from painter.config import SegType
 from painter.errors import InputMismatchError, InvalidImageError
 from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
-from painter.promptable import PromptablePredictor, build_sam
-from painter.promptable.refine import DEFAULT_MIN_SCORE
 from seggpt.coloring import MaskKind, PromptColoring
 from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
@@ -111,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refine-min-score",
         type=float,
-        default=DEFAULT_MIN_SCORE,
-        help="predicted IoU a refined component needs to replace the original "
-        "(default %(default)s; 0 replaces all)",
+        default=None,
+        help="predicted IoU a refined component needs to replace the original (default: "
+        "painter.promptable.refine.DEFAULT_MIN_SCORE, 0.8; 0 replaces all)",
     )
     return parser
 
@@ -137,7 +135,9 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint, args.variant)
     seg_type = tuned.seg_type if tuned else SegType[args.seg_type.upper()]
     refiner = None
-    if args.refine:
+    if args.refine:  # imported here: the promptable package costs ~0.6 s of start-up
+        from painter.promptable import PromptablePredictor, build_sam
+
         refiner = PromptablePredictor(
             build_sam(checkpoint=args.refine_checkpoint), device=args.device, dtype=args.dtype
         )

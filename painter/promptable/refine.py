@@ -56,11 +56,21 @@ def component_prompts(mask: np.ndarray, *, min_area: int = 1) -> list[ComponentP
         mask: (H, W) integer class ids, 0 = background.
         min_area: components with fewer pixels are skipped.
     """
+    return _prompts_of(_components(mask), min_area)
+
+
+def _components(mask: np.ndarray) -> dict[int, np.ndarray]:
+    """Class id -> (H, W) labels of its 8-connected components (0 elsewhere), ids ascending."""
+    return {
+        int(c): ndimage.label(mask == c, structure=EIGHT_CONNECTED)[0]
+        for c in np.unique(mask)
+        if c != 0
+    }
+
+
+def _prompts_of(components: dict[int, np.ndarray], min_area: int) -> list[ComponentPrompt]:
     prompts = []
-    for class_id in np.unique(mask):
-        if class_id == 0:
-            continue
-        regions, count = ndimage.label(mask == class_id, structure=EIGHT_CONNECTED)
+    for class_id, regions in components.items():
         for region, slices in enumerate(ndimage.find_objects(regions), start=1):
             component = regions[slices] == region  # (h, w) inside its bounding box
             area = int(component.sum())
@@ -70,7 +80,7 @@ def component_prompts(mask: np.ndarray, *, min_area: int = 1) -> list[ComponentP
             top, left = slices[0].start, slices[1].start
             box = mask_to_box(component) + np.array([left, top, left, top], dtype=np.float32)
             point = np.array([left + col, top + row], dtype=np.float32)
-            prompts.append(ComponentPrompt(int(class_id), box, point, area))
+            prompts.append(ComponentPrompt(class_id, box, point, area))
     return prompts
 
 
@@ -115,11 +125,8 @@ def refine_mask(
             f"mask is {ids.shape[1]}x{ids.shape[0]} but the image is "
             f"{rgb.shape[1]}x{rgb.shape[0]} (width x height); they must match"
         )
-    prompts = component_prompts(ids, min_area=min_area)
-    regions = {  # class id -> (H, W) component labels
-        int(c): ndimage.label(ids == c, structure=EIGHT_CONNECTED)[0]
-        for c in np.unique(ids[ids > 0])
-    }
+    regions = _components(ids)  # class id -> (H, W) component labels
+    prompts = _prompts_of(regions, min_area)
     refined = np.zeros_like(ids)
     kept = np.zeros(ids.shape, dtype=bool)  # pixels that keep their original class
     for class_id, labels in regions.items():  # components too small to prompt stay as they are

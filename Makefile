@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo demo-model demo-promptable bench app clean
+.PHONY: install photos test lint demo demo-model demo-promptable bench app clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,7 +30,17 @@ CHECKPOINT ?= demo
 demo: install
 	$(PY) -m tools.demo --checkpoint $(CHECKPOINT) --out outputs/demo
 
-demo-model: install
+# Debian's opencv-doc ships ~150 sample photos (training photos, and held-out photos and
+# scene-text words for evaluation); installed at training time, never committed.
+OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data
+photos:
+	@if [ ! -d $(OPENCV_DOC) ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q opencv-doc >/dev/null || (apt-get update -q && apt-get install -y -q opencv-doc); \
+	  else echo "note: Debian's opencv-doc is missing (sudo apt-get install opencv-doc): fewer photos"; fi; \
+	fi
+
+demo-model: install photos
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
 
 demo-promptable: install

@@ -359,12 +359,12 @@ class AppContext:
         return folder
 
 
-def write_examples(half_size: tuple[int, int], folder: Path) -> dict[str, dict[str, list[str]]]:
+def write_examples(folder: Path) -> dict[str, dict[str, list[str]]]:
     """Write the bundled sample episodes (seggpt.samples) as PNG files; name -> file lists."""
     from seggpt.samples import bundled_samples
 
     examples = {}
-    for sample in bundled_samples(half_size):
+    for sample in bundled_samples():
         sub = folder / sample.name
         files: dict[str, list[str]] = {"prompt_images": [], "prompt_masks": []}
         for i, (image, mask) in enumerate(zip(sample.prompt_images, sample.prompt_masks)):
@@ -1039,7 +1039,7 @@ def build_app(
     if workdir is None:
         base = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
         workdir = base / f"seggpt_app_{os.getpid()}"
-    examples = write_examples(predictor.config.half_size, workdir / "examples")
+    examples = write_examples(workdir / "examples")
     tuned_queries = []
     if DEMO_TUNED_PROMPT.is_file():
         tuned_prompts = [DEMO_TUNED_PROMPT, *tuned_prompts]

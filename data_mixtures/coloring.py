@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from painter.errors import ConfigError
+from painter.palette import seggpt_palette
 
 _CANDIDATES_PER_ROUND = 256
 _ROUNDS_PER_THRESHOLD = 8
@@ -46,6 +47,18 @@ def random_palette(
                 break
         distance *= 0.8
     return np.asarray(accepted, dtype=np.uint8).reshape(count, 3)
+
+
+def shuffled_seggpt_palette(count: int, generator: np.random.Generator) -> np.ndarray:
+    """The ``count`` foreground colours that inference paints ``count`` classes with
+    (``seggpt_palette``), in a random order: which label gets which colour changes per episode,
+    so a colour still never names a category.
+
+    Returns:
+        (count, 3) uint8.
+    """
+    colours = seggpt_palette(count)[1:]  # (count, 3), black left out
+    return colours[generator.permutation(count)]
 
 
 def colorize(keys: np.ndarray, colours: Mapping[int, np.ndarray]) -> np.ndarray:

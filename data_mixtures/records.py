@@ -189,6 +189,8 @@ class EvalEpisode:
         class_ids: the source's class ids the episode is about (one when ``binary``).
         binary: True when masks are 0/1 for the single class in ``class_ids``.
         source: name of the source.
+        query_objects: optional (H, W) bool, every object in the query (targets and
+            distractors alike), for the prompt-ignoring "all objects" baseline.
     """
 
     prompt_images: list[np.ndarray]
@@ -198,3 +200,4 @@ class EvalEpisode:
     class_ids: tuple[int, ...]
     binary: bool
     source: str = ""
+    query_objects: np.ndarray | None = None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data_mixtures.coloring import colorize, random_palette
+from data_mixtures.coloring import colorize, random_palette, shuffled_seggpt_palette
 from data_mixtures.masking import MaskingConfig, sample_patch_mask
 from data_mixtures.records import IGNORE_LABEL, Episode, SegRecord, SegType, present_labels
 from data_mixtures.sources.base import RecordSource
@@ -39,7 +39,7 @@ from data_mixtures.transforms import (
 )
 from painter.errors import ConfigError, DatasetError
 
-__all__ = ["MaskingConfig", "SamplingConfig", "draw_record", "sample_episode"]
+__all__ = ["MaskingConfig", "SamplingConfig", "augmented_view", "draw_record", "sample_episode"]
 
 _CROP_TRIES = 4  # random crops tried before falling back to the whole image
 
@@ -65,6 +65,10 @@ class SamplingConfig:
             the chosen one; at most what the prompt shows).
         min_color_distance: least RGB distance between two colours of one episode.
         min_color_brightness: least RGB distance of a colour from black.
+        palette_color_prob: probability that an episode is coloured with the colours inference
+            paints with (``seggpt_palette``, in a random order) instead of random colours. SegGPT
+            colours every episode at random; a small model learns *where* the target is much
+            sooner when part of its episodes need no colour to be copied from the prompt.
         mix_context_prob: probability of a mixed-context episode.
         mix_grids: (rows, cols) layouts of mixed-context episodes, one picked at random.
         mix_crop_scale: area fraction of the crop taken from the stitched grid.
@@ -83,6 +87,7 @@ class SamplingConfig:
     colored_range: tuple[int, int] = (1, 8)
     min_color_distance: float = 60.0
     min_color_brightness: float = 100.0
+    palette_color_prob: float = 0.0
     mix_context_prob: float = 0.25
     mix_grids: tuple[tuple[int, int], ...] = ((1, 2), (2, 1), (2, 2))
     mix_crop_scale: tuple[float, float] = (0.3, 1.0)
@@ -102,7 +107,7 @@ class SamplingConfig:
         _check_range("mix_crop_scale", self.mix_crop_scale, 1e-6, 1.0)
         _check_range("crop_ratio", self.crop_ratio, 1e-3, 1e3)
         _check_range("colored_range", self.colored_range, 1, 10_000)
-        for name in ("hflip_prob", "jitter_prob", "mix_context_prob"):
+        for name in ("hflip_prob", "jitter_prob", "mix_context_prob", "palette_color_prob"):
             _check_range(name, (getattr(self, name),) * 2, 0.0, 1.0)
         if len(self.jitter) != 4:
             raise ConfigError("jitter is (brightness, contrast, saturation, hue)")
@@ -168,7 +173,7 @@ def draw_record(
     )
 
 
-def _view(
+def augmented_view(
     record: SegRecord,
     required: int,
     seg_type: SegType,
@@ -206,8 +211,8 @@ def _semantic_pair(
         if record is not None and anchor in record.classes(min_pixels=min_pixels):
             prompt = record
             break
-    prompt_view = _view(prompt, anchor, SegType.SEMANTIC, config, generator)
-    query_view = _view(query, anchor, SegType.SEMANTIC, config, generator)
+    prompt_view = augmented_view(prompt, anchor, SegType.SEMANTIC, config, generator)
+    query_view = augmented_view(query, anchor, SegType.SEMANTIC, config, generator)
     return _Pair(prompt_view, query_view, anchor, prompt_view.classes())
 
 
@@ -223,8 +228,8 @@ def _instance_pair(
     )
     ids = record.instances(min_pixels=config.min_region_pixels)
     anchor = ids[int(generator.integers(len(ids)))]
-    prompt = _view(record, anchor, SegType.INSTANCE, config, generator)
-    query = _view(record, anchor, SegType.INSTANCE, config, generator)
+    prompt = augmented_view(record, anchor, SegType.INSTANCE, config, generator)
+    query = augmented_view(record, anchor, SegType.INSTANCE, config, generator)
     return _Pair(prompt, query, anchor, prompt.instances())
 
 
@@ -341,12 +346,15 @@ def sample_episode(
     pairs = [make_pair(source, sampling, generator) for _ in range(rows * cols)]
     key_maps = _key_maps(pairs, seg_type, sampling, generator)
     keys = sorted({k for maps in key_maps for m in maps for k in present_labels(m)})
-    palette = random_palette(
-        len(keys),
-        generator,
-        min_distance=sampling.min_color_distance,
-        min_brightness=sampling.min_color_brightness,
-    )
+    if sampling.palette_color_prob > 0 and generator.random() < sampling.palette_color_prob:
+        palette = shuffled_seggpt_palette(len(keys), generator)
+    else:
+        palette = random_palette(
+            len(keys),
+            generator,
+            min_distance=sampling.min_color_distance,
+            min_brightness=sampling.min_color_brightness,
+        )
     colours = dict(zip(keys, palette, strict=True))
     prompt = _render_side([p.prompt.image for p in pairs], [m[0] for m in key_maps], colours, cols)
     query = _render_side([p.query.image for p in pairs], [m[1] for m in key_maps], colours, cols)

@@ -9,6 +9,7 @@ Formats:
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import os
 import pickle
@@ -478,3 +479,12 @@ def save_hf(
     )
     atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(config_text))
     return directory
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

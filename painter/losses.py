@@ -51,3 +51,80 @@ def foreground_weights(
     coloured = (target.amax(dim=1) > 0.05).to(target.dtype)  # (B, H, W)
     weights = 1.0 + (weight - 1.0) * coloured
     return weights if valid is None else valid.to(target.dtype) * weights
+
+
+_CODE_SCALE = 64.0  # normalised colours -> integer codes (9 bits a channel) to find distinct ones
+_CODE_OFFSET = 256
+
+
+def masked_palette_cross_entropy(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    patch_mask: torch.Tensor,
+    *,
+    patch_size: int,
+    valid: torch.Tensor | None = None,
+    temperature: float = 0.5,
+    max_colours: int = 32,
+    eps: float = 1e-2,
+) -> torch.Tensor:
+    """Cross-entropy of each hidden pixel's nearest-colour decision over its canvas's palette.
+
+    The palette of a canvas is the set of distinct colours of its target (black and the
+    episode's random in-context colours). A painted pixel ``p`` scores colour ``c`` with
+    ``-||p - c||^2 / temperature``; the loss is the cross-entropy of the true colour under a
+    softmax of those scores, i.e. it trains exactly the nearest-colour decoding that turns a
+    painting into a mask, and unlike a regression loss it does not reward a dim compromise
+    between black and an uncertain colour.
+
+    Args:
+        pred, target: (B, 3, H, W) in the same (normalised) space.
+        patch_mask: (B, h * w), True where the patch was hidden from the model.
+        valid: optional (B, H, W) per-pixel weights.
+        temperature: scale of the squared distances (normalised units).
+        max_colours: canvases with more distinct colours than this use the first ones (pixels
+            of the others get no loss).
+    Returns:
+        scalar: weighted mean over hidden pixels (0 when nothing is hidden).
+    """
+    batch = pred.shape[0]
+    grid = (pred.shape[-2] // patch_size, pred.shape[-1] // patch_size)
+    weight = patch_mask_to_pixels(patch_mask, patch_size, grid).to(pred.dtype)  # (B, H, W)
+    if valid is not None:
+        weight = weight * valid.to(pred.dtype)
+    # Colours as integer codes, one sorted unique over the whole batch. Distinct 8-bit colours
+    # lie >= 1 / 255 / 0.229 apart in the normalised space, so x64 rounding keeps them apart.
+    levels = (target.detach() * _CODE_SCALE).round().long() + _CODE_OFFSET  # (B, 3, H, W)
+    codes = (levels[:, 0] << 18) | (levels[:, 1] << 9) | levels[:, 2]  # (B, H, W)
+    sample = torch.arange(batch, device=pred.device).view(batch, 1, 1)
+    codes = (codes | (sample << 27)).flatten(1)  # (B, HW)
+    uniq, inverse = torch.unique(codes, return_inverse=True)  # (U,), (B, HW)
+    owner = uniq >> 27  # (U,) sample of each colour
+    counts = torch.bincount(owner, minlength=batch)  # (B,)
+    rank = torch.arange(uniq.numel(), device=pred.device) - (counts.cumsum(0) - counts)[owner]
+    size = int(min(max_colours, int(counts.max())))
+    kept = rank < size
+    flat_inverse = inverse.flatten()  # (B*HW,)
+    first = torch.full((uniq.numel(),), flat_inverse.numel(), device=pred.device)
+    first = first.scatter_reduce(
+        0, flat_inverse, torch.arange(flat_inverse.numel(), device=pred.device), "amin"
+    )  # (U,) one pixel of each colour, whose exact value becomes the palette entry
+    values = target.detach().flatten(2).transpose(1, 2).reshape(-1, 3)[first]  # (U, 3)
+    palettes = torch.zeros(batch, size, 3, dtype=pred.dtype, device=pred.device)
+    palettes[owner[kept], rank[kept]] = values[kept].to(pred.dtype)
+    present = torch.zeros(batch, size, dtype=torch.bool, device=pred.device)
+    present[owner[kept], rank[kept]] = True
+    labels = torch.where(kept, rank, -1)[inverse]  # (B, HW)
+    flat = pred.flatten(2).transpose(1, 2)  # (B, HW, 3)
+    distances = (
+        flat.square().sum(-1, keepdim=True)
+        - 2 * flat @ palettes.transpose(1, 2)
+        + palettes.square().sum(-1)[:, None, :]
+    )  # (B, HW, K) squared distances
+    scores = (-distances / temperature).masked_fill(~present[:, None, :], float("-inf"))
+    known = labels >= 0
+    per_pixel = F.cross_entropy(
+        scores.transpose(1, 2), labels.clamp(min=0), reduction="none"
+    )  # (B, HW)
+    weight = weight.flatten(1) * known.to(pred.dtype)  # (B, HW)
+    return (per_pixel * weight).sum() / (weight.sum() + eps)

@@ -100,11 +100,14 @@ def evaluate(
 
     Args:
         shots: use only the first ``shots`` prompts of each episode (None = all).
-        baselines: also score "all foreground" (every pixel is the episode's class) and
-            "wrong prompt" (the model given the prompts of the next episode), neither of which
-            uses the right prompt.
+        baselines: also score "all foreground" (every pixel is the episode's class), "wrong
+            prompt" (the model given the prompts of the next episode) and, when every episode
+            knows its query's objects (``query_objects``), "all objects" (every object is the
+            episode's class); none of them uses the right prompt.
     """
     model_acc, full_acc, wrong_acc = IoUAccumulator(), IoUAccumulator(), IoUAccumulator()
+    objects_acc = IoUAccumulator()
+    know_objects = all(getattr(ep, "query_objects", None) is not None for ep in episodes)
     n = len(episodes)
     for i, ep in enumerate(episodes):
         k = shots or len(ep.prompt_images)
@@ -116,6 +119,8 @@ def evaluate(
         model_acc.update(_pooled(ep, pred.mask), truth, classes)
         if baselines:
             full_acc.update(np.full_like(truth, classes[0]), truth, classes)
+            if know_objects:
+                objects_acc.update(np.where(ep.query_objects, classes[0], 0), truth, classes)
             other = episodes[(i + 1) % n]
             [wrong] = predictor.predict(
                 other.prompt_images[:k],
@@ -128,4 +133,6 @@ def evaluate(
         if progress:
             print(f"\reval {i + 1}/{n}", end="", flush=True)
     found = {"all_foreground": full_acc.miou, "wrong_prompt": wrong_acc.miou} if baselines else {}
+    if baselines and know_objects:
+        found["all_objects"] = objects_acc.miou
     return EvalReport(model_acc.miou, model_acc.fb_iou, n, found)

@@ -1,96 +1,130 @@
-"""Bundled sample episodes, made deterministically on the fly: held-out synthetic shapes
-(one-shot binary, few-shot, multi-class) and a real photo from scikit-image whose pseudo-mask
-regions must be found in a flipped, cropped view. Used by the demo, the app and the docs."""
+"""Bundled sample episodes, made deterministically on the fly from data no training run draws:
+held-out shape/texture/background families (one-shot, few-shot, colour-independent,
+multi-class), two augmented views of a held-out photo, and scene-text words (when Debian's
+``opencv-doc`` is installed). Used by the demo, the app and the docs."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from data_mixtures.evaluation import build_eval_episodes
-from data_mixtures.sources.photos import PhotoSource, load_skimage_photos
-from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
-from data_mixtures.transforms import crop_resize_record, flip_record
+from data_mixtures.evaluation import build_eval_episodes, cross_pair_episodes, two_view_episodes
+from data_mixtures.openset import LookMode, OpenSetSource, held_out_config
+from data_mixtures.records import EvalEpisode
+from data_mixtures.sources.photos import PhotoSource, PhotoSplit, installed_photos
+from painter.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+#: Side of the bundled samples' images (large enough to see the result, whatever the model).
+SAMPLE_SIZE = (256, 256)
 
 
 @dataclass
 class Sample:
+    """One episode: prompts with masks, a query and its true mask; ``query_objects`` marks every
+    object in the query (for the "all objects" baseline) where known."""
+
     name: str
     prompt_images: list[np.ndarray]
     prompt_masks: list[np.ndarray]
     query_image: np.ndarray
     query_mask: np.ndarray
+    query_objects: np.ndarray | None = None
 
 
-def synthetic_samples(size: tuple[int, int], seed: int = 7) -> list[Sample]:
-    """Held-out episodes of the demo mixture's synthetic images (the demo model's training data
-    uses other generator seeds)."""
-    from seggpt.training_data import DEMO_SYNTHETIC
+def _sample(name: str, episode: EvalEpisode) -> Sample:
+    return Sample(
+        name,
+        episode.prompt_images,
+        episode.prompt_masks,
+        episode.query_image,
+        episode.query_mask,
+        episode.query_objects,
+    )
 
-    config = SyntheticConfig(image_size=size, num_records=1000, **DEMO_SYNTHETIC)
-    source = SyntheticSource(config, seed=seed, name="demo-synthetic")
-    one = build_eval_episodes(source, num_episodes=2, shots=1, seed=seed)
-    few = build_eval_episodes(source, num_episodes=1, shots=4, seed=seed + 1)
-    multi = build_eval_episodes(source, num_episodes=1, shots=1, seed=seed + 2, binary=False)
+
+def synthetic_samples(size: tuple[int, int] = SAMPLE_SIZE, seed: int = 7) -> list[Sample]:
+    """Episodes of the held-out families: two one-shot, one 4-shot, one colour-independent and
+    one multi-class."""
+    held_out = held_out_config(image_size=size, group_size=5)
+    same = OpenSetSource(held_out, seed=seed, look=LookMode.SAME_LOOK, name="held-out")
+    other = OpenSetSource(
+        held_out, seed=seed, look=LookMode.COLOUR_INDEPENDENT, name="held-out-colour"
+    )
+    several = OpenSetSource(
+        held_out_config(image_size=size, categories_per_group=(2, 3)),
+        seed=seed,
+        look=LookMode.SAME_LOOK,
+        name="held-out-multi",
+    )
+    one = build_eval_episodes(same, num_episodes=2, shots=1, seed=seed)
+    few = build_eval_episodes(same, num_episodes=1, shots=4, seed=seed + 1)
+    colour = build_eval_episodes(other, num_episodes=1, shots=1, seed=seed + 2)
+    multi = build_eval_episodes(several, num_episodes=1, shots=1, seed=seed + 3, binary=False)
     named = [
         ("synthetic_1shot_a", one[0]),
         ("synthetic_1shot_b", one[1]),
         ("synthetic_4shot", few[0]),
+        ("synthetic_colour_independent", colour[0]),
         ("synthetic_multiclass", multi[0]),
     ]
-    return [
-        Sample(n, e.prompt_images, e.prompt_masks, e.query_image, e.query_mask) for n, e in named
-    ]
+    return [_sample(n, e) for n, e in named]
 
 
-def photo_sample(max_side: int, objects: int = 3) -> Sample:
-    """A real photo (scikit-image's coins) with its largest pseudo-mask regions that do not touch
-    the border (objects, not background) as classes; the query is a flipped, cropped view."""
-    [(_, coins)] = load_skimage_photos(("coins",))
-    source = PhotoSource([coins], max_side=max_side, granularities=(500.0,), name="demo-photo")
-    record = source[0]
-    regions = record.instance
-    border = set(
-        np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
-    )
-    ids, counts = np.unique(regions[regions > 0], return_counts=True)
-    inner = [(c, i) for i, c in zip(ids, counts) if i not in border]  # objects, not background
-    keep = [i for _, i in sorted(inner, reverse=True)[:objects]]
-    labels = np.zeros_like(record.instance)
-    for new, old in enumerate(keep, start=1):
-        labels[record.instance == old] = new
-    record = type(record)(image=record.image, semantic=labels, source=record.source)
-    h, w = record.size
-    view = crop_resize_record(
-        flip_record(record), (h // 10, w // 10, h - h // 10, w - w // 10), (h, w)
-    )
-    return Sample("photo_coins", [record.image], [labels], view.image, view.semantic)
+def photo_samples(size: tuple[int, int] = SAMPLE_SIZE, seed: int = 7) -> list[Sample]:
+    """Two augmented views of a held-out photo (a region of the first must be found in the
+    second) and, when opencv-doc is installed, one scene-text word found from another."""
+    from seggpt.eval_sets import lettering_words
+
+    samples = []
+    try:
+        photos = PhotoSource(installed_photos(PhotoSplit.HELD_OUT), max_side=512, name="photos")
+        [pair] = two_view_episodes(photos, num_episodes=1, shots=1, seed=seed, view_size=size)
+        samples.append(_sample("photo_two_views", pair))
+    except DatasetError as error:
+        logger.warning("no held-out photo sample: %s", error)
+    try:
+        images, masks = lettering_words()
+        samples.append(_sample("lettering", cross_pair_episodes(images, masks, shots=1)[1]))
+    except DatasetError as error:
+        logger.warning("no lettering sample: %s", error)
+    return samples
 
 
-#: Classes of the bundled fixed-class task (the "easy" synthetic categories) that in-context
-#: tuning is shown on: benchmarks/bench_tuning.py and the app's Tuned-prompt tab.
-FIXED_CLASS_NAMES = ("background", "circle/solid-noise", "square/stripes", "triangle/checker")
-#: Generator seeds of its splits.
+#: Seed of the categories of the bundled fixed-class task, and generator seeds of its splits.
+FIXED_CLASS_CATEGORY_SEED = 10  # three distinct outlines and textures
 FIXED_CLASS_SEEDS = {"train": 101, "held_out": 202}
+
+
+def fixed_class_source(size: tuple[int, int], split: str) -> OpenSetSource:
+    """The bundled fixed-class task: three categories of the held-out families (so no model of
+    this framework was trained on them), each with one fixed look, in every image; what
+    in-context tuning is shown on (benchmarks/bench_tuning.py and the app's Tuned-prompt tab)."""
+    return OpenSetSource(
+        held_out_config(image_size=size, categories_per_group=(3, 3), distractors_per_image=(1, 2)),
+        seed=FIXED_CLASS_SEEDS[split],
+        look=LookMode.SAME_LOOK,
+        category_seed=FIXED_CLASS_CATEGORY_SEED,
+        name=f"fixed-class-{split}",
+    )
+
+
+#: Class names of the fixed-class task, id 0 first.
+FIXED_CLASS_NAMES = ("background", *fixed_class_source((64, 64), "train").category_names())
 
 
 def fixed_class_split(
     size: tuple[int, int], split: str, count: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``count`` images and (H, W) class-id masks of the fixed-class task's ``split``."""
-    from seggpt.training_data import EASY_SYNTHETIC
-
-    seed = FIXED_CLASS_SEEDS[split]
-    source = SyntheticSource(
-        SyntheticConfig(image_size=size, num_records=max(count, 1), **EASY_SYNTHETIC),
-        seed=seed,
-        name=f"fixed-class-{split}",
-    )
+    source = fixed_class_source(size, split)
     records = [source[i] for i in range(count)]
     return [r.image for r in records], [r.semantic for r in records]
 
 
-def bundled_samples(half_size: tuple[int, int]) -> list[Sample]:
-    """Every bundled sample, sized for a model whose prompt/query half is ``half_size``."""
-    return synthetic_samples(half_size) + [photo_sample(max(half_size) * 2)]
+def bundled_samples(size: tuple[int, int] = SAMPLE_SIZE) -> list[Sample]:
+    """Every bundled sample, images of ``size`` (photos: views of that size)."""
+    return synthetic_samples(size) + photo_samples(size)

@@ -41,6 +41,8 @@ class DataConfig:
         mask_ratio: fraction of target patches hidden (Painter's block masking).
         half_mask_prob: probability of hiding the whole query half instead.
         mixed_context_prob: probability of a mixed-context (stitched) sample.
+        palette_color_prob: probability that an episode is coloured with inference's palette
+            (in a random order) instead of random colours (``SamplingConfig``).
         num_workers: DataLoader workers.
     """
 
@@ -51,6 +53,7 @@ class DataConfig:
     mask_ratio: float = 0.5
     half_mask_prob: float = 0.1
     mixed_context_prob: float = 0.0
+    palette_color_prob: float = 0.0
     num_workers: int = 0
 
 
@@ -72,6 +75,10 @@ class TrainConfig:
             0.01 suits large models, small ones learn faster with ~1, a near-quadratic loss).
         foreground_weight: loss weight of coloured target pixels relative to background (1.0 =
             Painter's plain masked loss).
+        palette_weight: weight of the palette cross-entropy added to the smooth-L1 loss (0 =
+            Painter's loss alone); it trains the nearest-colour decision that decodes a painting
+            into a mask (``painter.losses.masked_palette_cross_entropy``).
+        palette_temperature: its distance scale, in normalised colour units.
         grad_checkpointing: recompute block activations in the backward pass.
         precision: fp32, bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling).
         parallel: DDP or FSDP when started with more than one process.
@@ -94,6 +101,8 @@ class TrainConfig:
     drop_path: float = 0.0
     loss_beta: float | None = None
     foreground_weight: float = 1.0
+    palette_weight: float = 0.0
+    palette_temperature: float = 0.5
     grad_checkpointing: bool = False
     precision: Precision = Precision.FP32
     parallel: Parallel = Parallel.DDP
@@ -116,6 +125,8 @@ class TrainConfig:
             (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
             (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
             (self.foreground_weight > 0, "foreground_weight must be > 0"),
+            (self.palette_weight >= 0, "palette_weight must be >= 0"),
+            (self.palette_temperature > 0, "palette_temperature must be > 0"),
             (self.loss_beta is None or self.loss_beta > 0, "loss_beta must be None or > 0"),
             (self.keep_last >= 1, "keep_last must be >= 1"),
             (0 <= self.data.mask_ratio <= 1, "data.mask_ratio must be in [0, 1]"),

@@ -33,19 +33,20 @@ from torch.distributed.checkpoint.state_dict import (
 from tqdm.auto import tqdm
 
 from data_mixtures.records import collate_episodes
-from painter.checkpoint import atomic_write, save_native, torch_load
+from painter.checkpoint import atomic_write, file_sha256, save_native, torch_load
 from painter.errors import CheckpointError
-from painter.losses import foreground_weights
+from painter.losses import foreground_weights, masked_palette_cross_entropy
 from painter.model import PainterModel
 from painter.ops import normalize
 from painter.registry import get_config
 from painter.schedules import warmup_cosine
+from seggpt.eval_sets import SetScores, held_out_photo_names, score_sets
 from seggpt.evaluation import EvalReport, evaluate
 from seggpt.init_weights import initialise_from
 from seggpt.loading import build_model
 from seggpt.predictor import SegGPTPredictor, resolve_device
 from seggpt.train_config import Parallel, Precision, TrainConfig, config_from_dict
-from seggpt.training_data import build_eval_episodes, build_train_dataset
+from seggpt.training_data import build_eval_sets, build_train_dataset
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -55,8 +56,13 @@ CSV_FIELDS = (
     "lr",
     "seconds",
     "eval_miou",
+    "eval_all_objects",
     "eval_all_foreground",
     "eval_wrong_prompt",
+    "eval_colour-independent_miou",
+    "eval_photos_miou",
+    "eval_lettering_miou",
+    "eval_held-out_miou",
 )
 
 
@@ -142,6 +148,7 @@ class Trainer:
         self.dataset = build_train_dataset(config, model_config)
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self._eval_sets: dict[str, list] | None = None
 
     # -- setup -----------------------------------------------------------------------------------
     def _wrap(self, model: PainterModel) -> torch.nn.Module:
@@ -208,7 +215,7 @@ class Trainer:
                     pred = self.wrapped(
                         images, targets, batch.patch_mask, **self._type_kwargs(batch)
                     )
-                loss = self.model.loss(pred, targets, batch.patch_mask, self._weights(batch))
+                loss = self._loss(pred, targets, batch)
                 self.scaler.scale(loss / cfg.accum_steps).backward()
             total += loss.item() / cfg.accum_steps
         if cfg.clip_grad > 0:
@@ -220,6 +227,21 @@ class Trainer:
         self.step += 1
         self.scheduler.step_update(self.step)
         return total
+
+    def _loss(self, pred: torch.Tensor, targets: torch.Tensor, batch) -> torch.Tensor:
+        """The model's masked smooth-L1, plus the palette cross-entropy when configured."""
+        weights = self._weights(batch)
+        loss = self.model.loss(pred, targets, batch.patch_mask, weights)
+        if self.config.palette_weight > 0:
+            loss = loss + self.config.palette_weight * masked_palette_cross_entropy(
+                pred.float(),
+                targets.float(),
+                batch.patch_mask,
+                patch_size=self.model.config.vit.patch_size,
+                valid=weights,
+                temperature=self.config.palette_temperature,
+            )
+        return loss
 
     def _weights(self, batch) -> torch.Tensor:
         """Per-pixel loss weights: the batch's ``valid`` times ``foreground_weight`` on coloured
@@ -243,14 +265,34 @@ class Trainer:
             return copy
         return self.model if self.env.is_main else None
 
+    def eval_sets(self) -> dict[str, list]:
+        """The held-out episode sets (built once): see ``training_data.build_eval_sets``."""
+        if self._eval_sets is None:
+            self._eval_sets = build_eval_sets(self.config, self.model.config)
+        return self._eval_sets
+
+    def evaluate_sets(self, *, few_shot: bool = False) -> dict[str, SetScores] | None:
+        """One-shot mIoU with the prompt-ignoring baselines on every held-out set (and the
+        4-shot feature-ensemble mIoU on the same episodes with ``few_shot``); None off rank 0."""
+        model = self.eval_model()
+        scores = None
+        if model is not None:
+            was_training = model.training
+            predictor = SegGPTPredictor(model, device=self.device)
+            scores = score_sets(predictor, self.eval_sets(), shots=4, few_shot=few_shot)
+            model.train(was_training)
+        if self.env.world_size > 1:
+            dist.barrier()
+        return scores
+
     def evaluate(self, *, shots: int = 1, baselines: bool = True) -> EvalReport | None:
-        """Held-out mIoU with ``shots`` prompts per episode (feature ensemble); the episodes
-        are the same for every ``shots`` up to 4."""
+        """Held-out mIoU of the first (primary) set with ``shots`` prompts per episode (feature
+        ensemble); the episodes are the same for every ``shots`` up to 4."""
         model = self.eval_model()
         report = None
         if model is not None:
             was_training = model.training
-            episodes = build_eval_episodes(self.config, self.model.config, shots=max(shots, 4))
+            episodes = next(iter(self.eval_sets().values()))
             predictor = SegGPTPredictor(model, device=self.device)
             report = evaluate(predictor, episodes, shots=shots, baselines=baselines)
             model.train(was_training)
@@ -258,7 +300,6 @@ class Trainer:
             dist.barrier()
         return report
 
-    # -- checkpoints -----------------------------------------------------------------------------
     def _full_states(self) -> tuple[dict, dict]:
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         model_state = get_model_state_dict(self.wrapped, options=options)
@@ -325,7 +366,8 @@ class Trainer:
         batches = self._batches(self.step)
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.env.is_main, desc="train")
-        loss, report, t0 = float("nan"), None, time.time()
+        done = self.history[-1]["seconds"] if self.history else 0.0  # before a resume
+        loss, report, t0 = float("nan"), None, time.time() - done
         while self.step < end:
             loss = self.train_step(batches)
             bar.update(1)
@@ -337,14 +379,10 @@ class Trainer:
                 "seconds": time.time() - t0,
             }
             if cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                report = self.evaluate()
-                if report is not None:
-                    row.update(
-                        {
-                            "eval_miou": report.miou,
-                            **{f"eval_{k}": v for k, v in report.baselines.items()},
-                        }
-                    )
+                scores = self.evaluate_sets()
+                if scores is not None:
+                    row.update(eval_row(scores))
+                    report = next(iter(scores.values())).one_shot
             self.history.append(row)
             if logs is not None and (self.step % cfg.log_every == 0 or "eval_miou" in row):
                 logs.write(row)
@@ -374,25 +412,27 @@ class Trainer:
             rows = [g.tolist() for g in gathered]
             (self.run_dir / "rank_checksums.json").write_text(json.dumps(rows))
 
-    def export(self, path: str | os.PathLike, one_shot: EvalReport | None = None) -> dict | None:
+    def export(self, path: str | os.PathLike) -> dict | None:
         """Write the final model in the native format (rank 0) and, beside it, its eval report
-        (``.report.json``: one-shot mIoU with the prompt-ignoring baselines and 4-shot mIoU on
-        the same held-out episodes) and the training curves (``.curves.png``).
-
-        ``one_shot``: the one-shot evaluation of these weights when the caller already has it
-        (``fit`` evaluates at the last step); computed otherwise."""
-        one = one_shot if one_shot is not None else self.evaluate(shots=1)
-        few = self.evaluate(shots=4, baselines=False)
+        (``.report.json``: per held-out set, one-shot mIoU with the prompt-ignoring baselines
+        and 4-shot mIoU on the same episodes; the first set's numbers also at the top level) and
+        the training curves (``.curves.png``)."""
+        scores = self.evaluate_sets(few_shot=True)
         model = self.eval_model()
-        if model is None or one is None or few is None:
+        if model is None or scores is None:
             return None
         path = Path(path)
         save_native(model, path, extra={"train_config": json.dumps(self.config.to_dict())})
         seconds = [row["seconds"] for row in self.history if "seconds" in row]
+        primary, first = next(iter(scores.items()))
         report = {
             "step": self.step,
-            **one.to_dict(),
-            "few_shot": {"shots": 4, "ensemble": "feature", "miou": few.miou},
+            "weights_sha256": file_sha256(path),
+            "eval_seed": self.config.data.eval_seed,
+            "primary_set": primary,
+            **first.to_dict(),
+            "sets": {name: s.to_dict() for name, s in scores.items()},
+            "held_out_photos": held_out_photo_names(),
             "train_seconds": seconds[-1] if seconds else None,
         }
         text = json.dumps(report, indent=2)
@@ -401,6 +441,17 @@ class Trainer:
         if curves.is_file():
             atomic_write(path.with_suffix(".curves.png"), lambda tmp: shutil.copyfile(curves, tmp))
         return report
+
+
+def eval_row(scores: dict[str, SetScores]) -> dict[str, float]:
+    """Log fields of an evaluation: the primary (first) set as ``eval_miou`` and
+    ``eval_<baseline>``, every other set as ``eval_<set>_miou``."""
+    items = iter(scores.items())
+    _, first = next(items)
+    row = {"eval_miou": first.one_shot.miou}
+    row.update({f"eval_{k}": v for k, v in first.one_shot.baselines.items()})
+    row.update({f"eval_{name}_miou": s.one_shot.miou for name, s in items})
+    return row
 
 
 class RunLogs:
@@ -445,7 +496,8 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     ax_loss.plot([r["step"] for r in history], [r["loss"] for r in history])
     ax_loss.set(xlabel="step", ylabel="masked smooth-L1", title="training loss", yscale="log")
     evals = [r for r in history if "eval_miou" in r]
-    for key in ("eval_miou", "eval_all_foreground", "eval_wrong_prompt"):
+    keys = [k for k in CSV_FIELDS if k.startswith("eval_")]
+    for key in keys:
         if evals and key in evals[0]:
             ax_iou.plot([r["step"] for r in evals], [r[key] for r in evals], "o-", label=key[5:])
     ax_iou.set(xlabel="step", ylabel="mIoU", title="held-out episodes", ylim=(0, 1))

@@ -6,14 +6,33 @@ from __future__ import annotations
 from data_mixtures.evaluation import build_eval_episodes as _episodes_from
 from data_mixtures.masking import MaskingConfig
 from data_mixtures.mixture import MixtureDataset, MixtureEntry, default_entries
+from data_mixtures.openset import LookMode, OpenSetConfig, OpenSetSource, held_out_config
+from data_mixtures.procedural import BackgroundFamily
 from data_mixtures.records import EvalEpisode, SegType
 from data_mixtures.sampling import SamplingConfig
+from data_mixtures.sources.photos import PhotoSource, PhotoSplit, installed_photos
 from data_mixtures.synthetic import Shape, SyntheticConfig, SyntheticSource, Texture
 from painter.config import PainterConfig
 from painter.errors import ConfigError
+from seggpt.eval_sets import EvalSetsConfig
+from seggpt.eval_sets import build_eval_sets as build_held_out_sets
 from seggpt.train_config import TrainConfig
 
-MIXTURES = ("default", "synthetic", "easy", "demo")
+MIXTURES = ("default", "synthetic", "easy", "demo", "openset", "openset-easy")
+
+# "openset-easy": the training smoke test's data. Open-set same-look groups of the training
+# families, one category with one instance, one or two distractors (sharing an outline or a
+# texture, never the colours), large objects on flat backgrounds; scored on the same layout
+# drawn from the held-out families.
+OPENSET_EASY = dict(
+    backgrounds=(BackgroundFamily.NOISY_FLAT,),
+    categories_per_group=(1, 1),
+    instances_per_category=(1, 1),
+    distractors_per_image=(1, 2),
+    object_size=(0.2, 0.3),
+    strokes=(0, 0),
+    noise_std=(2.0, 4.0),
+)
 
 # "easy": three categories, each with its own colour scheme, one instance each, large and
 # uncluttered; for smoke tests of learning and the fixed-class tuning task.
@@ -54,6 +73,27 @@ DEMO_SYNTHETIC = dict(
 _SYNTHETIC_OF_MIXTURE = {"easy": EASY_SYNTHETIC, "demo": DEMO_SYNTHETIC}
 
 
+def openset_entries(pair_size: tuple[int, int], *, seed: int) -> list[MixtureEntry]:
+    """The "openset" mixture (the demo model's data): open-set procedural groups from the
+    training families only, same-look 0.35 / colour-independent 0.15 semantic episodes, instance
+    episodes 0.15, and two-view region episodes of the training split of installed photos 0.35."""
+    config = OpenSetConfig(image_size=pair_size)
+    same = OpenSetSource(config, seed=seed, look=LookMode.SAME_LOOK, name="open-set-same-look")
+    other = OpenSetSource(
+        config, seed=seed, look=LookMode.COLOUR_INDEPENDENT, name="open-set-colour-independent"
+    )
+    mixed = OpenSetSource(config, seed=seed, name="open-set")
+    photos = PhotoSource(
+        installed_photos(PhotoSplit.TRAIN), max_side=2 * max(pair_size), cache_size=1024
+    )
+    return [
+        MixtureEntry("open-set-same-look", 0.35, same, SegType.SEMANTIC),
+        MixtureEntry("open-set-colour-independent", 0.15, other, SegType.SEMANTIC),
+        MixtureEntry("open-set-instance", 0.15, mixed, SegType.INSTANCE),
+        MixtureEntry("photo-pairs", 0.35, photos, SegType.INSTANCE),
+    ]
+
+
 def synthetic_config(config: TrainConfig, size: tuple[int, int], records: int) -> SyntheticConfig:
     """The synthetic images of ``config.data.mixture`` at ``size`` = (H, W)."""
     extra = _SYNTHETIC_OF_MIXTURE.get(config.data.mixture, {})
@@ -73,6 +113,12 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
             name="easy-synthetic",
         )
         entries = [MixtureEntry("easy-semantic", 1.0, source, SegType.SEMANTIC)]
+    elif data.mixture == "openset":
+        entries = openset_entries(model_config.half_size, seed=data.seed)
+    elif data.mixture == "openset-easy":
+        config = OpenSetConfig(image_size=model_config.half_size, **OPENSET_EASY)
+        source = OpenSetSource(config, seed=data.seed, look=LookMode.SAME_LOOK, name="open-easy")
+        entries = [MixtureEntry("open-set-easy", 1.0, source, SegType.SEMANTIC)]
     else:
         synthetic = synthetic_config(config, model_config.half_size, 10_000)
         entries = default_entries(canvas, seed=data.seed, synthetic=synthetic)
@@ -81,7 +127,10 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
     return MixtureDataset(
         entries,
         sampling=SamplingConfig(
-            canvas_size=canvas, patch_size=patch, mix_context_prob=data.mixed_context_prob
+            canvas_size=canvas,
+            patch_size=patch,
+            mix_context_prob=data.mixed_context_prob,
+            palette_color_prob=data.palette_color_prob,
         ),
         masking=MaskingConfig(mask_ratio=data.mask_ratio, half_mask_prob=data.half_mask_prob),
         seed=data.seed,
@@ -89,12 +138,39 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
 
 
 def held_out_source(config: TrainConfig, model_config: PainterConfig) -> SyntheticSource:
-    """Synthetic images the training stream never draws (another generator seed)."""
+    """Synthetic images the training stream never draws (another generator seed): the held-out
+    set of the closed-set mixtures, which only measures generalisation within their generator."""
     return SyntheticSource(
         synthetic_config(config, model_config.half_size, 100_000),
         seed=config.data.eval_seed,
         name="held-out-synthetic",
     )
+
+
+def build_eval_sets(
+    config: TrainConfig, model_config: PainterConfig
+) -> dict[str, list[EvalEpisode]]:
+    """The held-out sets a run is scored on, the primary one first: for "openset" the sets of
+    ``seggpt.eval_sets`` (held-out families, held-out photos, lettering); for the closed-set
+    mixtures one set of another generator seed ("held-out"), 4 prompts per episode."""
+    data = config.data
+    if data.mixture == "openset":
+        return build_held_out_sets(
+            EvalSetsConfig(num_episodes=data.eval_episodes, seed=data.eval_seed)
+        )
+    if data.mixture == "openset-easy":
+        easy = {k: v for k, v in OPENSET_EASY.items() if k != "backgrounds"}
+        held_out = held_out_config(image_size=(96, 96), group_size=5, **easy)
+        train = OpenSetConfig(**OPENSET_EASY)
+        sets = EvalSetsConfig(
+            num_episodes=data.eval_episodes,
+            seed=data.eval_seed,
+            names=("same-look",),
+            train_config=train,
+            held_out=held_out,
+        )
+        return build_held_out_sets(sets)
+    return {"held-out": build_eval_episodes(config, model_config, shots=4)}
 
 
 def build_eval_episodes(

@@ -59,12 +59,15 @@ def run(args: argparse.Namespace) -> None:
             f"baselines {result.eval.baselines}"
         )
     if args.export and result.step == config.steps:
-        report = trainer.export(args.export, result.eval)
+        report = trainer.export(args.export)
         if report is not None:
-            print(
-                f"exported {args.export}: one-shot mIoU {report['miou']:.3f}, 4-shot "
-                f"{report['few_shot']['miou']:.3f}, baselines {report['baselines']}"
-            )
+            print(f"exported {args.export}")
+            for name, scores in report["sets"].items():
+                print(
+                    f"  {name}: one-shot mIoU {scores['miou']:.3f}, "
+                    f"{scores['few_shot']['shots']}-shot {scores['few_shot']['miou']:.3f}, "
+                    f"baselines {scores['baselines']}"
+                )
 
 
 if __name__ == "__main__":

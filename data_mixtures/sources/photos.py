@@ -9,7 +9,9 @@ SegGPT recipe for instance data. By default the photos are the ones bundled with
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +38,96 @@ SKIMAGE_PHOTOS = (
     "clock",
     "moon",
 )
+
+
+#: Where Debian's ``opencv-doc`` package puts its sample photos (``apt-get install opencv-doc``).
+OPENCV_DOC_EXAMPLES = Path("/usr/share/doc/opencv-doc/examples")
+#: Reserved for evaluation (scene-text words with masks): never a training photo.
+RESERVED_FOLDERS = ("text",)
+_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+_MIN_PHOTO_SIDE = 96
+_SCENE_ALIASES = {"left": "stereo", "right": "stereo"}  # opencv's left0N/right0N stereo pairs
+
+
+class PhotoSplit(enum.Enum):
+    TRAIN = "train"
+    HELD_OUT = "held-out"
+    ALL = "all"
+
+
+def _package_photo_folders() -> list[Path]:
+    """Folders of sample photos that installed packages ship (those that are installed)."""
+    import importlib.util
+
+    folders = []
+    for module, parts in (
+        ("skimage", ("data",)),
+        ("sklearn", ("datasets", "images")),
+        ("matplotlib", ("mpl-data", "sample_data")),
+    ):
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            folders.append(Path(spec.origin).parent.joinpath(*parts))
+    folders.append(OPENCV_DOC_EXAMPLES / "data")
+    return [f for f in folders if f.is_dir()]
+
+
+def photo_group(path: str | Path) -> str:
+    """The name that ties together photos of one scene (``left01``/``left02``, ``aloeL``/``aloeR``,
+    ``graf1``/``graf3``): the lower-cased stem without trailing digits, view letters or channel
+    tags. Splits are made by group, so no scene has a photo on both sides."""
+    stem = Path(path).stem
+    if len(stem) > 3 and stem[-1].isupper() and stem[-2].islower():
+        stem = stem[:-1]  # a view letter: aloeL / aloeR, leuvenA / leuvenB
+    stem = stem.lower()
+    previous = None
+    while previous != stem:
+        previous = stem
+        stem = re.sub(r"(\d+|_gray|_rgb|_left|_right|[_-])$", "", stem)
+    return _SCENE_ALIASES.get(stem, stem)
+
+
+def photo_split(path: str | Path) -> PhotoSplit:
+    """TRAIN or HELD_OUT, by a hash of the photo's group (about one group in five held out)."""
+    digest = hashlib.sha1(photo_group(path).encode()).digest()
+    return PhotoSplit.HELD_OUT if digest[0] % 5 == 0 else PhotoSplit.TRAIN
+
+
+def installed_photos(
+    split: PhotoSplit = PhotoSplit.TRAIN, *, folders: Sequence[str | Path] | None = None
+) -> list[Path]:
+    """Photos shipped by installed packages (scikit-image, scikit-learn, matplotlib, Debian's
+    opencv-doc) or found in ``folders``, readable, at least 96 px on a side, in ``split``.
+
+    Anything under a folder named in ``RESERVED_FOLDERS`` (opencv-doc's scene-text words, kept
+    for evaluation) is never returned.
+
+    Raises:
+        DatasetError: no photo is found.
+    """
+    roots = [Path(f) for f in folders] if folders is not None else _package_photo_folders()
+    found = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.suffix.lower() not in _PHOTO_SUFFIXES or not path.is_file():
+                continue
+            if any(part in RESERVED_FOLDERS for part in path.relative_to(root).parts[:-1]):
+                continue
+            if split is not PhotoSplit.ALL and photo_split(path) is not split:
+                continue
+            try:
+                with Image.open(path) as image:
+                    if min(image.size) < _MIN_PHOTO_SIDE:
+                        continue
+            except (OSError, ValueError):
+                logger.warning("unreadable photo skipped: %s", path)
+                continue
+            found.append(path)
+    if not found:
+        raise DatasetError(
+            f"no readable {split.value} photo found in {', '.join(map(str, roots)) or 'no folder'}"
+        )
+    return found
 
 
 class RegionMethod(enum.Enum):

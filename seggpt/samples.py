@@ -36,12 +36,22 @@ class Sample:
 
 
 def _sample(name: str, episode: EvalEpisode) -> Sample:
+    """A sample with class ids renumbered 1..K in order (open-set ids are unique per group)."""
+    ids = sorted({int(i) for m in episode.prompt_masks for i in np.unique(m)} - {0})
+    lookup = {old: new for new, old in enumerate(ids, start=1)}
+
+    def renumber(mask: np.ndarray) -> np.ndarray:
+        out = np.where(mask < 0, mask, 0)
+        for old, new in lookup.items():
+            out[mask == old] = new
+        return out
+
     return Sample(
         name,
         episode.prompt_images,
-        episode.prompt_masks,
+        [renumber(m) for m in episode.prompt_masks],
         episode.query_image,
-        episode.query_mask,
+        renumber(episode.query_mask),
         episode.query_objects,
     )
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from painter.errors import InvalidMaskError
+from painter.palette import MAX_CLASSES, MIN_LEVEL_GAP
 from seggpt.coloring import (
-    MAX_CLASSES,
-    MIN_LEVEL_GAP,
     MaskKind,
     PromptColoring,
     color_to_index,

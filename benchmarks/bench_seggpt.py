@@ -309,7 +309,8 @@ def build_runner(job: Job, model, inputs: dict):
         return run
 
     def run() -> torch.Tensor:
-        autocast = torch.autocast(query.device.type, dtype=torch.bfloat16, enabled=job.bf16)
+        device_type = "cuda" if query.is_cuda else "cpu"  # "cpu" also while counting on meta
+        autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=job.bf16)
         with autocast:
             return model.paint_queries(prompts[None], targets[None], query)  # (1, 3, H/2, W)
 

@@ -1,7 +1,7 @@
 """Gradio app: segment images from example image+mask pairs, in the browser or through an API.
 
     python app_gradio.py [--checkpoint demo] [--host 127.0.0.1] [--port 7860] [--device auto]
-        [--dtype float32] [--concurrency 1]
+        [--dtype auto] [--concurrency 1]
 
 One predictor is loaded at start and every request runs on it through Gradio's queue. The UI is
 thin: each endpoint calls a small function that takes arrays (or file paths) and returns arrays
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from painter.devices import DTYPE_CHOICES
 from painter.errors import (
     InputMismatchError,
     InvalidImageError,
@@ -1087,9 +1088,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default="float32",
-        help="compute dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively (a GPU "
+        "with bf16, a CPU with AVX512-BF16/AMX), else float32",
     )
     parser.add_argument(
         "--promptable",

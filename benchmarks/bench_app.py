@@ -61,7 +61,16 @@ def serve(
     env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), OMP_NUM_THREADS="1")
     env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     log = (workdir / "server.log").open("w")
-    args = ["--checkpoint", str(checkpoint), "--port", str(port), "--device", "cpu"]
+    args = [
+        "--checkpoint",
+        str(checkpoint),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
     process = subprocess.Popen(
         [sys.executable, str(REPO / "app_gradio.py"), *args, "--concurrency", str(concurrency)],
         cwd=REPO,
@@ -143,7 +152,7 @@ def peer_phase(checkpoint: Path, inputs: tuple, repeats: int) -> tuple[dict, np.
     """In-process predictor on the same files: the model's own time per request."""
     from seggpt import SegGPTPredictor, load_model
 
-    predictor = SegGPTPredictor(load_model(checkpoint), device="cpu")
+    predictor = SegGPTPredictor(load_model(checkpoint), device="cpu", dtype="float32")
     [result] = predictor.predict(*inputs)
     latencies = []
     for _ in range(repeats):

@@ -176,7 +176,7 @@ def bench_decoder(repeats: int) -> list[dict]:
             ours_t, hf_t = measure([run_ours, run_hf], max(2, repeats // prompts * 2))
             results.append(dict(case=name, prompts=prompts, ours=ours_t, hf=hf_t, rel_diff=diff))
     # the user-level path: arrays in, masks at the image's size out, embedding cached
-    predictor = PromptablePredictor(ours, device="cpu")
+    predictor = PromptablePredictor(ours, device="cpu", dtype="float32")
     predictor.set_image_embedding(embedding, (768, 1024))
     [ours_t] = measure([lambda: predictor.predict(points=[[400, 300]], labels=[1])], repeats)
     results.append(
@@ -194,7 +194,7 @@ def bench_decoder(repeats: int) -> list[dict]:
 # -- 2. automatic masks -------------------------------------------------------------------------
 def bench_automatic(repeats: int) -> list[dict]:
     torch.manual_seed(0)
-    predictor = PromptablePredictor(build_sam("sam_tiny"), device="cpu")
+    predictor = PromptablePredictor(build_sam("sam_tiny"), device="cpu", dtype="float32")
     rng = np.random.default_rng(0)
     image = rng.integers(60, 200, (192, 256, 3)).astype(np.uint8)
     image[20:90, 30:120] = (230, 40, 40)

@@ -35,8 +35,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
     parser.add_argument("--out", default="benchmarks/results/bench_refine.json")
     args = parser.parse_args(argv)
-    seggpt = SegGPTPredictor(load_model(args.seggpt), device="cpu")
-    promptable = PromptablePredictor(build_sam(checkpoint=args.promptable), device="cpu")
+    seggpt = SegGPTPredictor(load_model(args.seggpt), device="cpu", dtype="float32")
+    promptable = PromptablePredictor(
+        build_sam(checkpoint=args.promptable), device="cpu", dtype="float32"
+    )
     size = seggpt.config.half_size
     source = SyntheticSource(
         SyntheticConfig(image_size=size, num_records=100_000, **DEMO_SYNTHETIC),

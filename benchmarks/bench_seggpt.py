@@ -1,4 +1,4 @@
-"""CPU benchmark: our SegGPT inference against transformers' SegGptForImageSegmentation.
+"""Benchmark: our SegGPT inference against transformers' SegGptForImageSegmentation.
 
 Both models hold the same random weights (a transformers model is saved once and loaded by both
 sides) and see the same synthetic prompt/query pairs in the same run. Three cases:
@@ -9,9 +9,13 @@ sides) and see the same synthetic prompt/query pairs in the same run. Three case
 3. eight prompts, feature ensemble: ``paint_queries`` with P = 8 against transformers with
    ``feature_ensemble=True`` on a batch of 8, and against our naive ``forward``.
 
-Each measured case runs in its own subprocess, so its peak RSS is its own. See README.md here.
+Each measured case runs in its own subprocess, so its peak RSS is its own. On the CPU by
+default; with ``--device cuda`` both models run on the GPU, times are taken after
+``torch.cuda.synchronize`` and memory is the peak of ``torch.cuda.max_memory_allocated``. See
+README.md here.
 
     python benchmarks/bench_seggpt.py [--config large|tiny] [--repeats N] [--out PATH]
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ CONFIGS = {
 # Seconds of timed runs per case before the repeats are cut (a P = 8 ViT-L run takes minutes).
 CASE_BUDGET_S = {"large": 120.0, "tiny": 10.0}
 ENSEMBLE_PROMPTS = 8
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # (name, measured value key, limit, True when the value must stay at or below the limit)
 TARGETS = (
     ("fp32 time / HF time", "fp32_time_ratio", 0.55, True),
@@ -104,6 +109,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """The CPU's name, or the GPU's for a CUDA device."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def save_random_hf_model(hf_kwargs: dict, directory: Path, seed: int = 0) -> None:
@@ -158,15 +168,26 @@ def make_inputs(half: tuple[int, int], prompts: int, seed: int = 0) -> dict:
     }
 
 
-def gemm_gflops(dtype: torch.dtype, size: int = 2048, runs: int = 8) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU does not)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_gflops(
+    dtype: torch.dtype, size: int = 2048, runs: int = 8, device: torch.device | str = "cpu"
+) -> float:
     """Best-of-``runs`` rate of one (size x size) @ (size x size) torch.mm, in GFLOP/s."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+    device = torch.device(device)
+    a = torch.randn(size, size).to(device, dtype)
+    b = torch.randn(size, size).to(device, dtype)
     torch.mm(a, b)
+    synchronize(device)
     best = float("inf")
     for _ in range(runs):
         start = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
@@ -242,6 +263,22 @@ class PeakRss:
         return self._sampled
 
 
+class CudaPeak:
+    """PeakRss's measure on a GPU: the peak of ``torch.cuda.max_memory_allocated``, in bytes."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def current(self) -> int:
+        return torch.cuda.memory_allocated(self.device)
+
+    def reset(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> int:
+        return torch.cuda.max_memory_allocated(self.device)
+
+
 def release_free_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS, so the baseline is honest."""
     gc.collect()
@@ -272,7 +309,8 @@ def build_runner(job: Job, model, inputs: dict):
         return run
 
     def run() -> torch.Tensor:
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=job.bf16)
+        device_type = "cuda" if query.is_cuda else "cpu"  # "cpu" also while counting on meta
+        autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=job.bf16)
         with autocast:
             return model.paint_queries(prompts[None], targets[None], query)  # (1, 3, H/2, W)
 
@@ -287,7 +325,7 @@ def naive_runner(model, inputs: dict):
     n_p, half = prompts.shape[0], prompts.shape[-2]
     images = stitch(prompts, inputs["query_images"].expand(n_p, -1, -1, -1))  # (P, 3, H, W)
     canvas_targets = stitch(targets, targets)  # (P, 3, H, W); the query half is hidden anyway
-    patch_mask = query_half_mask(n_p, model.config.grid)  # (P, h * w)
+    patch_mask = query_half_mask(n_p, model.config.grid).to(images.device)  # (P, h * w)
 
     def run() -> torch.Tensor:
         out = model(images, canvas_targets, patch_mask, prompts_per_query=n_p)  # (P, 3, H, W)
@@ -303,7 +341,15 @@ def count_flops(model, run) -> dict[str, int]:
     return {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
 
 
-def worker(job: Job, model_dir: Path, work_dir: Path, repeats: int, case_budget: float) -> None:
+def worker(
+    job: Job,
+    model_dir: Path,
+    work_dir: Path,
+    repeats: int,
+    case_budget: float,
+    device: torch.device | str = "cpu",
+) -> None:
+    device = torch.device(device)
     torch.set_num_threads(cpu_count())
     if job.side == "hf":
         from transformers import SegGptForImageSegmentation
@@ -313,13 +359,15 @@ def worker(job: Job, model_dir: Path, work_dir: Path, repeats: int, case_budget:
         from seggpt.loading import load_model
 
         model = load_model(model_dir)
+    model.to(device)
     inputs = torch.load(work_dir / "inputs.pt", weights_only=True)
+    inputs = {key: value.to(device) for key, value in inputs.items()}
     run = build_runner(job, model, inputs)
-    gemm = gemm_gflops(torch.bfloat16 if job.bf16 else torch.float32)  # same moment, same load
+    gemm = gemm_gflops(torch.bfloat16 if job.bf16 else torch.float32, device=device)  # same load
     with torch.no_grad():
         for tensor in model.state_dict().values():
             tensor.sum()  # page in weights that from_pretrained may leave memory-mapped
-    rss = PeakRss()
+    rss = CudaPeak(device) if device.type == "cuda" else PeakRss()
     release_free_memory()
     baseline = rss.current()
     load_avg = [os.getloadavg()[0]]
@@ -328,11 +376,13 @@ def worker(job: Job, model_dir: Path, work_dir: Path, repeats: int, case_budget:
     with torch.inference_mode():
         start = time.perf_counter()
         run()  # warm-up
+        synchronize(device)
         warmup = time.perf_counter() - start
         runs = max(1, min(repeats, int(case_budget // max(warmup, 1e-9))))
         for _ in range(runs):
             start = time.perf_counter()
             output = run()
+            synchronize(device)
             times.append(time.perf_counter() - start)
         peak = rss.peak()
         load_avg.append(os.getloadavg()[0])
@@ -343,12 +393,12 @@ def worker(job: Job, model_dir: Path, work_dir: Path, repeats: int, case_budget:
             "baseline_rss": baseline,
             "load_avg": load_avg,
             "gemm_gflops": gemm,
-            "output": output.float().clone(),
+            "output": output.float().cpu().clone(),
         }
         if job.side == "ours" and job.prompts > 1:
             naive = naive_runner(model, inputs)
             start = time.perf_counter()
-            result["naive_output"] = naive().float().clone()
+            result["naive_output"] = naive().float().cpu().clone()
             result["naive_s"] = time.perf_counter() - start
     model.to("meta")
     meta_inputs = {key: value.to("meta") for key, value in inputs.items()}
@@ -523,6 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="JSON file (default benchmarks/results/bench_seggpt.json, _tiny for the tiny config)",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where both models run: cpu (default), cuda or cuda:N; on CUDA the memory columns "
+        "are the peak of torch.cuda.max_memory_allocated instead of the process's RSS",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", type=Path, help=argparse.SUPPRESS)
@@ -531,9 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    device = torch.device(args.device)
     if args.worker:
         job = next(job for job in JOBS if job.name == args.worker)
-        worker(job, args.model_dir, args.work_dir, args.repeats, args.case_budget)
+        worker(job, args.model_dir, args.work_dir, args.repeats, args.case_budget, device)
         return {}
     import transformers
 
@@ -554,7 +611,7 @@ def main(argv: list[str] | None = None) -> dict:
             config = config_from_hf(json.load(f))
         inputs = make_inputs(config.half_size, ENSEMBLE_PROMPTS)
         torch.save(inputs, work / "inputs.pt")
-        gemm = {"fp32": gemm_gflops(torch.float32), "bf16": gemm_gflops(torch.bfloat16)}
+        gemm = {dtype: gemm_gflops(DTYPES[dtype], device=device) for dtype in ("fp32", "bf16")}
         results = {}
         for job in JOBS:
             print(f"[bench] {job.name} ...", file=sys.stderr, flush=True)
@@ -572,6 +629,8 @@ def main(argv: list[str] | None = None) -> dict:
                 str(args.repeats),
                 "--case-budget",
                 str(budget),
+                "--device",
+                args.device,
             ]
             subprocess.run(cmd, check=True)
             results[job.name] = torch.load(work / f"{job.name}.pt", weights_only=True)
@@ -586,11 +645,13 @@ def main(argv: list[str] | None = None) -> dict:
     analytic = {job.name: analytic_flops(config, job.prompts) for job in JOBS if job.side == "ours"}
     summary = summarise(results, analytic, coloring)
     vit = config.vit
+    where = device_name(device)
     header = (
-        f"SegGPT CPU benchmark, {args.config}: ViT {vit.embed_dim}/{vit.depth}/{vit.num_heads}, "
+        f"SegGPT {device.type.upper()} benchmark, {args.config}: "
+        f"ViT {vit.embed_dim}/{vit.depth}/{vit.num_heads}, "
         f"canvas {config.canvas_size[0]}x{config.canvas_size[1]}, taps {config.tap_blocks}, "
         f"merge {config.merge_block}; {threads} threads, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}; {cpu_name()}\n"
+        f"transformers {transformers.__version__}; {where}\n"
         f"time: median of up to {args.repeats} runs after 1 warm-up, at most {budget:g} s of "
         "timed runs per case (runs column: ours/HF)"
     )
@@ -601,6 +662,8 @@ def main(argv: list[str] | None = None) -> dict:
         "case_budget_s": budget,
         "machine": {
             "cpu": cpu_name(),
+            "device": where,
+            "memory": "CUDA max_memory_allocated" if device.type == "cuda" else "peak RSS",
             "threads": threads,
             "torch": torch.__version__,
             "transformers": transformers.__version__,

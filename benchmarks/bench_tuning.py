@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--save", help="also write the tuned prompt to this .safetensors file")
     args = parser.parse_args(argv)
     model = load_model(args.checkpoint)
-    predictor = SegGPTPredictor(model, device="cpu", seg_type=SegType.SEMANTIC)
+    predictor = SegGPTPredictor(model, device="cpu", dtype="float32", seg_type=SegType.SEMANTIC)
     size = model.config.half_size
     train_images, train_masks = fixed_class_split(size, "train", args.train)
     test_images, test_masks = fixed_class_split(size, "held_out", args.held_out)

@@ -69,7 +69,7 @@ def attention_bytes(model, canvases: int, query_rows: int, key_rows: int) -> int
 def bench_variant(variant: str, *, memory: int, frames: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = build_model(variant).eval()
-    predictor = SegGPTPredictor(model, device="cpu")
+    predictor = SegGPTPredictor(model, device="cpu", dtype="float32")
     config = SyntheticVideoConfig(num_frames=memory + 1 + frames, image_size=model.config.half_size)
     video = synthetic_video(config, seed=0)
     segmenter = VideoSegmenter(predictor, memory_size=memory, admit_ratio=None)  # always updates

@@ -1,10 +1,22 @@
-"""Device and compute-dtype choices shared by every predictor."""
+"""Device and compute-dtype choices shared by every predictor.
+
+``dtype="auto"`` (the predictors' default) runs bfloat16 only where the device computes it
+natively: a CUDA GPU with bf16 (compute capability 8.0 and up), or a CPU with AVX512-BF16 or AMX.
+Elsewhere bf16 is emulated and several times slower than float32, so "auto" picks float32.
+"""
 
 from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Collection
+from pathlib import Path
 
 import torch
 
 from painter.errors import ConfigError, InputMismatchError
+
+logger = logging.getLogger(__name__)
 
 _DTYPES = {
     "float32": torch.float32,
@@ -14,6 +26,11 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+"""What the command-line tools offer for ``--dtype``."""
+
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""Linux /proc/cpuinfo flags of x86 CPUs that compute bfloat16 natively."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -29,12 +46,89 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags, lower case (``avx2``, ``avx512_bf16``, ``amx_bf16``...).
+
+    Read from /proc/cpuinfo on Linux. Elsewhere torch is asked whether the CPU has AVX512-BF16
+    or AMX tiles (every AMX CPU so far has AMX-BF16), and the answer is given in the same flag
+    names (empty if torch cannot say).
+    ``torch.backends.cpu.get_cpu_capability()`` is no substitute: it names the vector ISA level
+    ("AVX2", "AVX512") and says nothing about bf16.
+    """
     try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise InputMismatchError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.lower().split())
+    checks = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    return frozenset(
+        flag for flag, name in checks.items() if getattr(torch.cpu, name, lambda: False)()
+    )
+
+
+def runs_bf16_natively(
+    device: torch.device, *, cpu_flags: Collection[str], cuda_bf16: bool
+) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (a pure function of what it is given).
+
+    Args:
+        device: the resolved device.
+        cpu_flags: the CPU's feature flags (see :func:`cpu_flags`); used for "cpu".
+        cuda_bf16: whether the CUDA device has native bf16; used for "cuda".
+    """
+    if device.type == "cuda":
+        return cuda_bf16
+    if device.type == "cpu":
+        return not BF16_CPU_FLAGS.isdisjoint(cpu_flags)
+    return False
+
+
+def auto_dtype(device: torch.device, *, cpu_flags: Collection[str], cuda_bf16: bool) -> torch.dtype:
+    """What ``dtype="auto"`` means on ``device``: bfloat16 where it is native, else float32."""
+    native = runs_bf16_natively(device, cpu_flags=cpu_flags, cuda_bf16=cuda_bf16)
+    return torch.bfloat16 if native else torch.float32
+
+
+def _machine(device: torch.device) -> tuple[frozenset[str], bool]:
+    """(CPU flags, whether the CUDA device has native bf16) of this machine, for ``device``."""
+    cuda_bf16 = False
+    if device.type == "cuda" and torch.cuda.is_available():
+        with torch.cuda.device(device):
+            cuda_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    return (cpu_flags() if device.type == "cpu" else frozenset()), cuda_bf16
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The compute dtype on ``device``: ``None``/"auto" -> bfloat16 where the device runs it
+    natively, else float32 (:func:`auto_dtype`); names and ``torch.dtype`` values as they are.
+
+    Asking for bfloat16 on a device that only emulates it logs a warning: it runs, but slower than
+    float32.
+    """
+    if dtype is None or (isinstance(dtype, str) and dtype.lower() == "auto"):
+        flags, cuda_bf16 = _machine(device)
+        return auto_dtype(device, cpu_flags=flags, cuda_bf16=cuda_bf16)
+    if isinstance(dtype, torch.dtype):
+        resolved = dtype
+    else:
+        try:
+            resolved = _DTYPES[str(dtype).lower()]
+        except KeyError:
+            choices = ["auto", *sorted(_DTYPES)]
+            raise InputMismatchError(f"unknown dtype {dtype!r}; use one of {choices}") from None
+    if resolved != torch.bfloat16 or device.type not in ("cpu", "cuda"):
+        return resolved
+    flags, cuda_bf16 = _machine(device)
+    if not runs_bf16_natively(device, cpu_flags=flags, cuda_bf16=cuda_bf16):
+        needs = "a GPU of compute capability 8.0+" if device.type == "cuda" else "AVX512-BF16/AMX"
+        logger.warning(
+            "bfloat16 asked for on %s, which has no native bf16 (that needs %s): it is emulated "
+            "and will run slower than float32; use dtype='auto' or 'float32'",
+            device,
+            needs,
+        )
+    return resolved

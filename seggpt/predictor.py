@@ -72,7 +72,9 @@ class SegGPTPredictor:
     Args:
         model: a :class:`PainterModel` (SegGPT or Painter).
         device: "cpu", "cuda", "cuda:1", or None/"auto".
-        dtype: float32, or bfloat16/float16 to run under autocast (weights stay float32).
+        dtype: "auto" (default): bfloat16 where the device computes it natively (a GPU with bf16,
+            a CPU with AVX512-BF16/AMX), float32 elsewhere; or float32, bfloat16, float16. The
+            half ones run under autocast (weights stay float32).
         seg_type: the type token (SegGPT only); the original's default is INSTANCE.
         refiner: a promptable predictor; if given, every mask is refined with it
             (:func:`painter.promptable.refine_mask`: each connected component prompted with its
@@ -86,7 +88,7 @@ class SegGPTPredictor:
         model: PainterModel,
         *,
         device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         seg_type: SegType = SegType.INSTANCE,
         refiner: PromptablePredictor | None = None,
         refine_min_score: float | None = None,
@@ -94,7 +96,7 @@ class SegGPTPredictor:
         self.refiner = refiner
         self.refine_min_score = refine_min_score
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
         self.seg_type = SegType(seg_type)
         self.config = model.config

@@ -278,7 +278,7 @@ class Trainer:
         scores = None
         if model is not None:
             was_training = model.training
-            predictor = SegGPTPredictor(model, device=self.device)
+            predictor = SegGPTPredictor(model, device=self.device, dtype="float32")
             scores = score_sets(predictor, self.eval_sets(), shots=4, few_shot=few_shot)
             model.train(was_training)
         if self.env.world_size > 1:
@@ -293,7 +293,7 @@ class Trainer:
         if model is not None:
             was_training = model.training
             episodes = next(iter(self.eval_sets().values()))
-            predictor = SegGPTPredictor(model, device=self.device)
+            predictor = SegGPTPredictor(model, device=self.device, dtype="float32")
             report = evaluate(predictor, episodes, shots=shots, baselines=baselines)
             model.train(was_training)
         if self.env.world_size > 1:

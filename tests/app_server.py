@@ -41,7 +41,7 @@ def running_app(
     log = (workdir / "server.log").open("w")
     command = [sys.executable, str(REPO / "app_gradio.py"), "--checkpoint", str(checkpoint)]
     process = subprocess.Popen(
-        [*command, "--port", str(port), "--device", "cpu", *extra],
+        [*command, "--port", str(port), "--device", "cpu", "--dtype", "float32", *extra],
         cwd=REPO,
         env=env,
         stdout=log,

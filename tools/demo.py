@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from painter.devices import DTYPE_CHOICES
 from painter.io import default_palette, overlay, save_image, save_index_mask
 from seggpt import SegGPTPredictor, load_model
 from seggpt.evaluation import IoUAccumulator
@@ -32,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default="demo", help="model to run (default: bundled)")
     parser.add_argument("--out", default="outputs/demo", help="output folder")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
+        "float32",
+    )
     return parser
 
 

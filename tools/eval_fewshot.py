@@ -28,6 +28,7 @@ from data_mixtures.sources.fewshot import (
     pascal5i_fold,
 )
 from painter.config import SegType
+from painter.devices import DTYPE_CHOICES
 from seggpt.ensemble import EnsembleMode
 from seggpt.fewshot import FewShotReport, FoldResult, evaluate_fold
 from seggpt.loading import load_model
@@ -73,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="SegGPT's type token (default %(default)s)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
+        "float32 (float32 gives the same scores on every machine)",
+    )
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     parser.add_argument(
         "--resume", action="store_true", help="keep folds already in --out with the same settings"

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             shots=args.shots,
             names=tuple(names),
         )
-        predictor = SegGPTPredictor(load_model(path), device=args.device)
+        predictor = SegGPTPredictor(load_model(path), device=args.device, dtype="float32")
         scores = score_sets(predictor, build_eval_sets(config), shots=args.shots)
         print(format_scores(scores))
         if args.out:

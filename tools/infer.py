@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from painter.config import SegType
+from painter.devices import DTYPE_CHOICES
 from painter.errors import InputMismatchError, InvalidImageError
 from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
 from seggpt.coloring import MaskKind, PromptColoring
@@ -89,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default="float32",
-        help="compute dtype; the half ones run under autocast (default %(default)s)",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively (a GPU "
+        "with bf16, a CPU with AVX512-BF16/AMX), else float32; the half ones run under autocast",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=4, help="queries per pass (default 4)"

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from painter.checkpoint import atomic_write
+from painter.devices import DTYPE_CHOICES
 from painter.errors import InputMismatchError
 from painter.io import default_palette, load_image, overlay, save_image, save_index_mask
 from painter.promptable import build_sam, list_sam_models
@@ -55,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="compute"
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
+        "float32",
     )
     return parser
 

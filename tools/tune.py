@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         held = int(round(len(records) * args.select_fraction)) if len(records) >= 5 else 0
         select = None
         if held:
-            predictor = SegGPTPredictor(model, device=args.device)
+            predictor = SegGPTPredictor(model, device=args.device, dtype="float32")
             aside = images[-held:], masks[-held:]
             images, masks = images[:-held], masks[:-held]
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from data_mixtures.video import SyntheticVideoConfig, save_davis, synthetic_video
 from painter.config import SegType
+from painter.devices import DTYPE_CHOICES
 from painter.errors import DatasetError
 from painter.io import overlay, save_index_mask
 from seggpt.loading import load_model
@@ -70,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", help="model variant the checkpoint must match")
     parser.add_argument("--seg-type", choices=[t.name.lower() for t in SegType], default="instance")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
+        "float32",
+    )
     return parser
 
 

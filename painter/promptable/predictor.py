@@ -74,7 +74,9 @@ class PromptablePredictor:
     Args:
         model: a :class:`PromptableSegmenter`.
         device: "cpu", "cuda", "cuda:1", or None/"auto".
-        dtype: float32, or bfloat16/float16 to run under autocast (weights stay float32).
+        dtype: "auto" (default): bfloat16 where the device computes it natively (a GPU with bf16,
+            a CPU with AVX512-BF16/AMX), float32 elsewhere; or float32, bfloat16, float16. The
+            half ones run under autocast (weights stay float32).
     """
 
     def __init__(
@@ -82,10 +84,10 @@ class PromptablePredictor:
         model: PromptableSegmenter,
         *,
         device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
     ) -> None:
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
         self.config = model.config
         self.reset_image()

@@ -396,7 +396,8 @@ def evaluate_prompts(
     multimask candidates) and for the object's exact box (single mask)."""
     from painter.promptable.predictor import PromptablePredictor
 
-    predictor = PromptablePredictor(model, device=next(model.parameters()).device)
+    device = next(model.parameters()).device
+    predictor = PromptablePredictor(model, device=device, dtype="float32")
     point_ious, box_ious = [], []
     for sample in samples:
         predictor.set_image(sample.image)

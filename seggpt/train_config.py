@@ -43,6 +43,8 @@ class DataConfig:
         mixed_context_prob: probability of a mixed-context (stitched) sample.
         palette_color_prob: probability that an episode is coloured with inference's palette
             (in a random order) instead of random colours (``SamplingConfig``).
+        jitter_prob: probability that each side of an episode is colour-jittered (independently
+            of the other side).
         num_workers: DataLoader workers.
     """
 
@@ -54,6 +56,7 @@ class DataConfig:
     half_mask_prob: float = 0.1
     mixed_context_prob: float = 0.0
     palette_color_prob: float = 0.0
+    jitter_prob: float = 0.8
     num_workers: int = 0
 
 

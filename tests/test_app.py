@@ -45,7 +45,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint) -> SegGPTPredictor:
-    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu")
+    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,11 @@ def test_model_info(client):
 
 @pytest.mark.parametrize(
     "name, ensemble",
-    [("synthetic_4shot", "spatial"), ("synthetic_4shot", "feature"), ("photo_coins", "feature")],
+    [
+        ("synthetic_4shot", "spatial"),
+        ("synthetic_4shot", "feature"),
+        ("photo_two_views", "feature"),
+    ],
 )
 def test_segment_endpoint_equals_predictor(client, predictor, name, ensemble):
     prompt_images, prompt_masks, queries = client.predict(name, api_name="/example_files")
@@ -201,8 +205,9 @@ def test_segment_endpoint_equals_predictor(client, predictor, name, ensemble):
         ensemble,
         api_name="/segment",
     )
-    with one_thread():
-        [reference] = predictor.predict(prompt_images, prompt_masks, queries, ensemble=ensemble)
+    with one_thread():  # the app's route: prompts prepared once, then the queries
+        prompts = predictor.prepare_prompts(prompt_images, prompt_masks, ensemble=ensemble)
+        [reference] = predictor.predict(None, None, queries, prompts=prompts)
     assert [Path(p).name for p in masks] == ["query_mask.png"]
     mask = load_mask(masks[0])
     assert mask.dtype == np.int64 and mask.shape == reference.mask.shape
@@ -325,7 +330,7 @@ def test_segment_tuned_equals_predictor(client, predictor, tuned_prompt_file):
     assert [Path(m).name for m in masks] == ["q0_mask.png", "q1_mask.png"]
     for path, ref in zip(masks, reference):
         np.testing.assert_array_equal(load_mask(path), ref.mask)
-    assert "1=circle/solid-noise" in legend and len(overlays) == 2
+    assert f"1={FIXED_CLASS_NAMES[1]}" in legend and len(overlays) == 2
     with pytest.raises(AppError, match="not a readable safetensors file"):
         client.predict(
             [handle_file(queries[0])], "", handle_file(queries[0]), api_name="/segment_tuned"
@@ -335,7 +340,7 @@ def test_segment_tuned_equals_predictor(client, predictor, tuned_prompt_file):
 
 
 def test_promptable_endpoint_equals_predictor(client, promptable_file, tmp_path):
-    image = load_image(client.predict("photo_coins", api_name="/example_files")[2][0])
+    image = load_image(client.predict("photo_two_views", api_name="/example_files")[2][0])
     save_image(tmp_path / "photo.png", image)
     reference = PromptablePredictor(build_sam(checkpoint=promptable_file), device="cpu")
     with one_thread():
@@ -360,7 +365,7 @@ def test_promptable_endpoint_equals_predictor(client, promptable_file, tmp_path)
 
 
 def test_refine_endpoint_equals_refine_mask(client, promptable_file, tmp_path):
-    image = load_image(client.predict("photo_coins", api_name="/example_files")[2][0])
+    image = load_image(client.predict("photo_two_views", api_name="/example_files")[2][0])
     save_image(tmp_path / "photo.png", image)
     mask = np.zeros(image.shape[:2], dtype=np.uint8)
     mask[10:40, 15:50] = 1

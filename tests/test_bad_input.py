@@ -35,7 +35,7 @@ def _noise(shape: tuple[int, ...], seed: int = 0, dtype=np.uint8) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint) -> SegGPTPredictor:
-    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu")
+    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
 
 
 @pytest.fixture

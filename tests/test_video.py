@@ -31,7 +31,7 @@ SMALL = SyntheticVideoConfig(num_frames=8, image_size=(48, 64), num_objects=3)
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint) -> SegGPTPredictor:
-    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu")
+    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
 
 
 def test_synthetic_video_is_deterministic_and_multi_object():

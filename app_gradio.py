@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from painter.devices import DTYPE_CHOICES
 from painter.errors import (
     InputMismatchError,
     InvalidImageError,
@@ -53,6 +52,7 @@ from seggpt.samples import fixed_class_split
 from seggpt.tuning import TunedPrompt
 from seggpt.video import DEFAULT_MEMORY, VideoSegmenter
 from seggpt.video_io import FRAME_SUFFIXES, OverlayWriter, VideoFrames
+from tools.cli import add_dtype_argument
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio loads: no calls out
 
@@ -1086,13 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (%(default)s)")
     parser.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="compute dtype; auto (default): bfloat16 where the device runs it natively (a GPU "
-        "with bf16, a CPU with AVX512-BF16/AMX), else float32",
-    )
+    add_dtype_argument(parser)
     parser.add_argument(
         "--promptable",
         default="auto",

@@ -2,8 +2,9 @@
 
     python benchmarks/bench_tuning.py [--checkpoint demo] [--steps 300]
 
-Task: three shape/texture categories with one fixed colour each (the "easy" synthetic
-categories). The tuned prompt is learned on a training split; the baseline is the single real
+Task: three categories of the held-out shape/texture families, each with one fixed look
+(``seggpt.samples.fixed_class_source``), so no model of this framework was trained on them. The
+tuned prompt is learned on a training split; the baseline is the single real
 training pair whose prompt scores best on the training split itself. Both are scored on held-out
 images (another generator seed). Prints a table and writes JSON.
 """

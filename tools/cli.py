@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from painter.devices import DTYPE_CHOICES
 from painter.errors import PainterError
 
 
@@ -35,3 +36,14 @@ def _at_least(low: int) -> Callable[[str], int]:
 
 positive_int = _at_least(1)
 non_negative_int = _at_least(0)
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser, *, note: str = "") -> None:
+    """The ``--dtype`` option every inference entry point shares (default ``auto``)."""
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute dtype; auto (default): bfloat16 where the device runs it natively (a GPU "
+        "with bf16, a CPU with AVX512-BF16/AMX), else float32" + (f" ({note})" if note else ""),
+    )

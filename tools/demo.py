@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from painter.devices import DTYPE_CHOICES
 from painter.io import default_palette, overlay, save_image, save_index_mask
 from seggpt import SegGPTPredictor, load_model
 from seggpt.evaluation import IoUAccumulator
 from seggpt.samples import Sample, bundled_samples
-from tools.cli import run_cli
+from tools.cli import add_dtype_argument, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default="demo", help="model to run (default: bundled)")
     parser.add_argument("--out", default="outputs/demo", help="output folder")
     parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
-        "float32",
-    )
+    add_dtype_argument(parser)
     return parser
 
 

@@ -28,12 +28,11 @@ from data_mixtures.sources.fewshot import (
     pascal5i_fold,
 )
 from painter.config import SegType
-from painter.devices import DTYPE_CHOICES
 from seggpt.ensemble import EnsembleMode
 from seggpt.fewshot import FewShotReport, FoldResult, evaluate_fold
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from tools.cli import positive_int, run_cli
+from tools.cli import add_dtype_argument, positive_int, run_cli
 
 BENCHMARKS = {"pascal": "pascal-5i", "coco": "coco-20i", "fss": "fss-1000", "folder": "folder"}
 
@@ -74,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SegGPT's type token (default %(default)s)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
-        "float32 (float32 gives the same scores on every machine)",
-    )
+    add_dtype_argument(parser, note="float32 gives the same scores on every machine")
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     parser.add_argument(
         "--resume", action="store_true", help="keep folds already in --out with the same settings"

@@ -23,7 +23,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from painter.config import SegType
-from painter.devices import DTYPE_CHOICES
 from painter.errors import InputMismatchError, InvalidImageError
 from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
 from seggpt.coloring import MaskKind, PromptColoring
@@ -31,7 +30,7 @@ from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
 from seggpt.predictor import Prediction, SegGPTPredictor
 from seggpt.tuning import TunedPrompt
-from tools.cli import positive_int, run_cli
+from tools.cli import add_dtype_argument, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,13 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SegGPT's type token (default %(default)s)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="compute dtype; auto (default): bfloat16 where the device runs it natively (a GPU "
-        "with bf16, a CPU with AVX512-BF16/AMX), else float32; the half ones run under autocast",
-    )
+    add_dtype_argument(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=4, help="queries per pass (default 4)"
     )

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from painter.checkpoint import atomic_write
-from painter.devices import DTYPE_CHOICES
 from painter.errors import InputMismatchError
 from painter.io import default_palette, load_image, overlay, save_image, save_index_mask
 from painter.promptable import build_sam, list_sam_models
 from painter.promptable.predictor import PromptablePredictor
-from tools.cli import run_cli
+from tools.cli import add_dtype_argument, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,13 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
-        "float32",
-    )
+    add_dtype_argument(parser)
     return parser
 
 

@@ -25,14 +25,13 @@ from tqdm.auto import tqdm
 
 from data_mixtures.video import SyntheticVideoConfig, save_davis, synthetic_video
 from painter.config import SegType
-from painter.devices import DTYPE_CHOICES
 from painter.errors import DatasetError
 from painter.io import overlay, save_index_mask
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.video import DEFAULT_ADMIT_RATIO, DEFAULT_MEMORY, VideoSegmenter
 from seggpt.video_io import OverlayFormat, OverlayWriter, VideoFrames
-from tools.cli import non_negative_int, positive_int, run_cli
+from tools.cli import add_dtype_argument, non_negative_int, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,13 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", help="model variant the checkpoint must match")
     parser.add_argument("--seg-type", choices=[t.name.lower() for t in SegType], default="instance")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="compute dtype; auto (default): bfloat16 where the device runs it natively, else "
-        "float32",
-    )
+    add_dtype_argument(parser)
     return parser
 
 

@@ -58,6 +58,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--guide", type=int, default=8, help="decoder_guide of the model")
+    parser.add_argument(
+        "--linear", action="store_true", help="decoder head: add the linear painting path"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/diag_openset_heads.json")
     args = parser.parse_args(argv)
@@ -72,7 +75,9 @@ def main(argv=None) -> dict:
         strokes=(0, 0),
     )
     source = OpenSetSource(config, seed=args.seed, look=LookMode.SAME_LOOK)
-    model_config = dataclasses.replace(get_config("seggpt_openset"), decoder_guide=args.guide)
+    model_config = dataclasses.replace(
+        get_config("seggpt_openset"), decoder_guide=args.guide, decoder_linear=args.linear
+    )
     model = build_model(model_config)
     p = model_config.vit.patch_size
     grid_h, grid_w = model_config.grid

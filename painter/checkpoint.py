@@ -76,6 +76,8 @@ _KEY_TABLE: tuple[tuple[str, str, str], ...] = (
     # export refuses such configs): the guide conv, and the head after the second conv.
     ("decoder.guide.", "decoder_guide.", "decoder.guide."),
     ("decoder.decoder_pred.5.", "decoder_pred.5.", "decoder.decoder_pred.guided_head."),
+    # ... and its linear painting path (decoder_linear).
+    ("decoder.linear_paint.", "decoder_linear_paint.", "decoder.linear_paint."),
 )
 _COLUMN = {CheckpointFormat.NATIVE: 0, CheckpointFormat.OFFICIAL: 1, CheckpointFormat.HF: 2}
 
@@ -156,10 +158,10 @@ def config_to_hf(config: PainterConfig) -> dict[str, object]:
         raise CheckpointError(
             "the transformers format holds SegGPT only; this config has no type tokens"
         )
-    if config.decoder_guide:
+    if config.decoder_guide or config.decoder_linear:
         raise CheckpointError(
-            "the transformers format has no image-guided decoder; this config has "
-            f"decoder_guide={config.decoder_guide}"
+            "the transformers format has no image-guided or linear decoder path; this config has "
+            f"decoder_guide={config.decoder_guide}, decoder_linear={config.decoder_linear}"
         )
     if (
         vit.window_size

@@ -113,6 +113,11 @@ class PainterConfig:
             and refines with a second 3x3 conv, so a painting can follow the image's edges inside
             a patch instead of being blocky at the patch grid (an extension of this framework,
             not part of SegGPT; such models have no transformers/official export).
+        decoder_linear: add a linear map from the tapped features straight to each patch's
+            pixels (all three channels) to the decoder's output (an extension of this framework,
+            off in the released models). On the CPU recipes here the conv decoder alone does
+            not start learning open-set matching from scratch, while a linear per-patch head on
+            the same backbone does (benchmarks/diag_openset_heads.py).
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -123,6 +128,7 @@ class PainterConfig:
     tap_blocks: tuple[int, ...] = (5, 11, 17, 23)
     decoder_dim: int = 64
     decoder_guide: int = 0
+    decoder_linear: bool = False
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)

@@ -28,6 +28,7 @@ class PaintDecoder(nn.Module):
 
     With ``guide`` > 0 the image canvas enters too: a 3x3 conv of the image is concatenated to the
     pixel-shuffled features, and a second 3x3 conv (+ GELU) follows the first, before the 1x1 head.
+    With ``linear`` a linear map of the features to each patch's pixels is added to the output.
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class PaintDecoder(nn.Module):
         dim: int,
         *,
         guide: int = 0,
+        linear: bool = False,
         in_chans: int = 3,
         eps: float = 1e-6,
     ) -> None:
@@ -57,6 +59,7 @@ class PaintDecoder(nn.Module):
         if guide:
             layers += [nn.Conv2d(dim, dim, kernel_size=3, padding=1), nn.GELU()]
         self.decoder_pred = nn.Sequential(*layers, nn.Conv2d(dim, 3, kernel_size=1))
+        self.linear_paint = nn.Linear(in_dim, patch_size * patch_size * 3) if linear else None
 
     def forward(self, features: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """(B, h, w, T * C) [+ image (B, 3, h * p, w * p) when guided] -> (B, 3, h * p, w * p)."""
@@ -72,7 +75,12 @@ class PaintDecoder(nn.Module):
                     f"{tuple(x.shape[-2:])}; got {got}"
                 )
             x = torch.cat([x, self.guide(image.to(x.dtype))], dim=1)  # (B, D + G, H, W)
-        return self.decoder_pred(x)
+        out = self.decoder_pred(x)  # (B, 3, H, W)
+        if self.linear_paint is not None:
+            direct = self.linear_paint(features).reshape(b, h, w, p, p, 3)  # (B, h, w, p, q, 3)
+            direct = torch.einsum("bhwpqc->bchpwq", direct).reshape(b, 3, h * p, w * p)
+            out = out + direct  # (B, 3, H, W)
+        return out
 
 
 class PainterModel(nn.Module):
@@ -338,6 +346,7 @@ def build_parts(config: PainterConfig) -> tuple[ViTBackbone, PaintDecoder]:
         vit.patch_size,
         config.decoder_dim,
         guide=config.decoder_guide,
+        linear=config.decoder_linear,
         in_chans=vit.in_chans,
         eps=vit.norm_eps,
     )

@@ -141,7 +141,9 @@ def seggpt_demo() -> PainterConfig:
 def seggpt_openset() -> PainterConfig:
     """Experimental open-set demo candidate (configs/openset_seggpt.yaml): 192-wide, 6 blocks,
     256x128 canvas in 16-pixel patches (an 8x8 grid per 128x128 half) with the image-guided
-    decoder; about 1.2 s per step of 16 episodes on 2 CPU cores.
+    decoder and the linear painting path (without it the decoder does not start learning
+    open-set matching: benchmarks/diag_openset_heads.py); about 1.2 s per step of 16 episodes
+    on 2 CPU cores.
     """
     return PainterConfig(
         vit=_vit(192, 6, 3, (256, 128), patch=16),
@@ -150,5 +152,6 @@ def seggpt_openset() -> PainterConfig:
         tap_blocks=(2, 5),
         decoder_dim=8,
         decoder_guide=8,
+        decoder_linear=True,
         loss_beta=1.0,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from painter.ops import query_half_mask
@@ -117,17 +118,19 @@ def test_tile_grid_fills_every_cell():
     assert [grid[0, 0], grid[0, 3], grid[2, 0], grid[2, 3]] == [0, 1, 2, 0]
 
 
-def test_image_guided_decoder_fast_path_matches_forward(tmp_path):
-    """With decoder_guide > 0 both inference paths hand the decoder the same image pixels, and a
-    native checkpoint round-trips the extra layers (the transformers export refuses them)."""
+@pytest.mark.parametrize(
+    "extension", [{"decoder_guide": 4}, {"decoder_linear": True}], ids=["guided", "linear"]
+)
+def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
+    """With the image-guided decoder (decoder_guide > 0) or the linear painting path
+    (decoder_linear) both inference paths give the same painting, and native and official
+    checkpoints round-trip the extra layers (the transformers export refuses them)."""
     import dataclasses
-
-    import pytest
 
     from painter.checkpoint import CheckpointError, config_to_hf, save_native, save_official
     from painter.registry import get_config
 
-    config = dataclasses.replace(get_config("seggpt_test"), decoder_guide=4)
+    config = dataclasses.replace(get_config("seggpt_test"), **extension)
     model = build_model(config).eval()
     pi, pt, qi = _episode(config, 2, 3, seed=3)
     images, targets = _canvases(pi, pt, qi)
@@ -136,16 +139,17 @@ def test_image_guided_decoder_fast_path_matches_forward(tmp_path):
         fast = model.paint_queries(pi, pt, qi)
         half = out.shape[-2] // 2
         assert _rel(fast, out[::3, :, half:]) < 1e-5
-    save_native(model, tmp_path / "guided.safetensors")
-    save_official(model.state_dict(), tmp_path / "guided.pth", config=config)
-    for name in ("guided.safetensors", "guided.pth"):
+    save_native(model, tmp_path / "extended.safetensors")
+    save_official(model.state_dict(), tmp_path / "extended.pth", config=config)
+    for name in ("extended.safetensors", "extended.pth"):
         again = load_model(tmp_path / name).eval()
-        assert again.config.decoder_guide == 4
+        assert all(getattr(again.config, k) == v for k, v in extension.items())
         with torch.no_grad():
             assert _rel(again.paint_queries(pi, pt, qi), fast) < 1e-6
-    with pytest.raises(CheckpointError, match="image-guided"):
+    with pytest.raises(CheckpointError, match="image-guided or linear"):
         config_to_hf(config)
-    # The pixels reach the output through the guide, not only through the tokens.
+    # The extra layers reach the output.
+    extra = model.decoder.guide[0] if "decoder_guide" in extension else model.decoder.linear_paint
     with torch.no_grad():
-        model.decoder.guide[0].weight.zero_()
+        extra.weight.zero_()
         assert _rel(model.paint_queries(pi, pt, qi), fast) > 1e-3

@@ -271,34 +271,35 @@ class Trainer:
             self._eval_sets = build_eval_sets(self.config, self.model.config)
         return self._eval_sets
 
-    def evaluate_sets(self, *, few_shot: bool = False) -> dict[str, SetScores] | None:
-        """One-shot mIoU with the prompt-ignoring baselines on every held-out set (and the
-        4-shot feature-ensemble mIoU on the same episodes with ``few_shot``); None off rank 0."""
+    def _score(self, score):
+        """``score(predictor)`` on rank 0 with an fp32 predictor over the eval model (its
+        train/eval mode restored); None on other ranks. Every rank meets at a barrier."""
         model = self.eval_model()
-        scores = None
+        result = None
         if model is not None:
             was_training = model.training
-            predictor = SegGPTPredictor(model, device=self.device, dtype="float32")
-            scores = score_sets(predictor, self.eval_sets(), shots=4, few_shot=few_shot)
+            result = score(SegGPTPredictor(model, device=self.device, dtype="float32"))
             model.train(was_training)
         if self.env.world_size > 1:
             dist.barrier()
-        return scores
+        return result
+
+    def evaluate_sets(self, *, few_shot: bool = False) -> dict[str, SetScores] | None:
+        """One-shot mIoU with the prompt-ignoring baselines on every held-out set (and the
+        4-shot feature-ensemble mIoU on the same episodes with ``few_shot``); None off rank 0."""
+        return self._score(
+            lambda predictor: score_sets(predictor, self.eval_sets(), shots=4, few_shot=few_shot)
+        )
 
     def evaluate(self, *, shots: int = 1, baselines: bool = True) -> EvalReport | None:
         """Held-out mIoU of the first (primary) set with ``shots`` prompts per episode (feature
         ensemble); the episodes are the same for every ``shots`` up to 4."""
-        model = self.eval_model()
-        report = None
-        if model is not None:
-            was_training = model.training
-            episodes = next(iter(self.eval_sets().values()))
-            predictor = SegGPTPredictor(model, device=self.device, dtype="float32")
-            report = evaluate(predictor, episodes, shots=shots, baselines=baselines)
-            model.train(was_training)
-        if self.env.world_size > 1:
-            dist.barrier()
-        return report
+
+        def score(predictor: SegGPTPredictor) -> EvalReport:
+            episodes = next(iter(self.eval_sets().values()))  # built on rank 0 only
+            return evaluate(predictor, episodes, shots=shots, baselines=baselines)
+
+        return self._score(score)
 
     def _full_states(self) -> tuple[dict, dict]:
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)

@@ -20,10 +20,11 @@ from seggpt.train_config import TrainConfig
 
 MIXTURES = ("default", "synthetic", "easy", "demo", "openset", "openset-easy")
 
-# "openset-easy": the training smoke test's data. Open-set same-look groups of the training
-# families, one category with one instance, one or two distractors (sharing an outline or a
-# texture, never the colours), large objects on flat backgrounds; scored on the same layout
-# drawn from the held-out families.
+# "openset-easy": the intended data of an open-set training smoke test (configs/smoke_openset.yaml;
+# it does not learn yet, so the default suite's smoke test keeps the "easy" mixture). Open-set
+# same-look groups of the training families, one category with one instance, one or two
+# distractors (sharing an outline or a texture, never the colours), large objects on flat
+# backgrounds; scored on the same layout drawn from the held-out families.
 OPENSET_EASY = dict(
     backgrounds=(BackgroundFamily.NOISY_FLAT,),
     categories_per_group=(1, 1),

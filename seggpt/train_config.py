@@ -45,6 +45,8 @@ class DataConfig:
             (in a random order) instead of random colours (``SamplingConfig``).
         jitter_prob: probability that each side of an episode is colour-jittered (independently
             of the other side).
+        colored_range: (low, high) number of labels coloured per episode, the target included;
+            (1, 1) gives binary episodes only (``SamplingConfig.colored_range``).
         num_workers: DataLoader workers.
     """
 
@@ -57,6 +59,7 @@ class DataConfig:
     mixed_context_prob: float = 0.0
     palette_color_prob: float = 0.0
     jitter_prob: float = 0.8
+    colored_range: tuple[int, int] = (1, 8)
     num_workers: int = 0
 
 

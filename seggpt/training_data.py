@@ -133,6 +133,7 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
             mix_context_prob=data.mixed_context_prob,
             palette_color_prob=data.palette_color_prob,
             jitter_prob=data.jitter_prob,
+            colored_range=data.colored_range,
         ),
         masking=MaskingConfig(mask_ratio=data.mask_ratio, half_mask_prob=data.half_mask_prob),
         seed=data.seed,

@@ -44,7 +44,7 @@ demo-model: install photos
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
 
 demo-promptable: install
-	$(PY) -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/demo_promptable --export seggpt/weights/demo_promptable.safetensors
+	$(PY) -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/demo_promptable --export painter/promptable/weights/demo_promptable.safetensors
 
 bench: install
 	$(PY) benchmarks/bench_seggpt.py

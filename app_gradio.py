@@ -996,7 +996,7 @@ TABS: list[Callable[[AppContext], None]] = [in_context_tab, video_tab, tuned_tab
 
 def write_video_example(folder: Path, size: tuple[int, int]) -> dict[str, object]:
     """Write the bundled synthetic video (frames and first-frame mask) as PNG files."""
-    from data_mixtures.video import SyntheticVideoConfig, synthetic_video
+    from data_mixtures.synthetic_video import SyntheticVideoConfig, synthetic_video
 
     video = synthetic_video(SyntheticVideoConfig(num_frames=12, image_size=size), seed=0)
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,12 @@ from pathlib import Path
 import torch
 
 from painter.promptable import build_sam
-from painter.promptable.domain import adapt_with_boxes, lora_parameter_count, shifted_objects
-from painter.promptable.training import ObjectSample, evaluate_prompts
+from seggpt.training.promptable import ObjectSample, evaluate_prompts
+from seggpt.training.promptable_domain import (
+    adapt_with_boxes,
+    lora_parameter_count,
+    shifted_objects,
+)
 
 
 def main(argv=None) -> dict:

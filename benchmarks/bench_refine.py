@@ -16,14 +16,14 @@ import json
 import time
 from pathlib import Path
 
-from data_mixtures.evaluation import build_eval_episodes
+from data_mixtures.eval_episodes import build_eval_episodes
 from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
 from painter.promptable import PromptablePredictor, build_sam, refine_mask
 from painter.promptable.refine import DEFAULT_MIN_SCORE
-from seggpt.evaluation import IoUAccumulator, episode_classes
+from seggpt.evaluation.metrics import IoUAccumulator, episode_classes
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from seggpt.training_data import DEMO_SYNTHETIC
+from seggpt.training.data import DEMO_SYNTHETIC
 
 
 def main(argv=None) -> dict:

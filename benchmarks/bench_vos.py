@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_mixtures.video import SyntheticVideoConfig, synthetic_video
+from data_mixtures.synthetic_video import SyntheticVideoConfig, synthetic_video
 from painter.ops import normalize, query_half_mask, stitch
 from seggpt.loading import build_model
 from seggpt.predictor import SegGPTPredictor

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from data_mixtures.openset import LookMode, OpenSetConfig, OpenSetSource
-from painter.ops import normalize
+from painter.losses import foreground_weights, masked_palette_cross_entropy
+from painter.ops import denormalize, normalize
 from painter.registry import get_config
 from seggpt.loading import build_model
 
@@ -60,6 +61,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--guide", type=int, default=8, help="decoder_guide of the model")
     parser.add_argument(
         "--linear", action="store_true", help="decoder head: add the linear painting path"
+    )
+    parser.add_argument(
+        "--loss",
+        choices=("bce", "paint"),
+        default="bce",
+        help="decoder head: BCE on its channels as logits, or the trainer's painting loss "
+        "(masked smooth-L1 + palette cross-entropy, foreground weight 3), white-on-black target",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/diag_openset_heads.json")
@@ -98,10 +106,18 @@ def main(argv=None) -> dict:
             logits = head(features).reshape(args.batch, grid_h, grid_w, p, p)  # (B, h, w, p, q)
             logits = logits.permute(0, 1, 3, 2, 4).reshape(args.batch, grid_h * p, grid_w * p)
             query = logits[:, IMAGE:]  # (B, H, W)
+        elif args.loss == "paint":
+            painted = model(images, targets, hidden, seg_type=seg_type)  # (B, 3, 2H, W)
+            weights = foreground_weights(targets, 3.0, torch.ones_like(targets[:, 0]))
+            loss = model.loss(painted, targets, hidden, weights) + masked_palette_cross_entropy(
+                painted, targets, hidden, patch_size=p, valid=weights
+            )
+            query = denormalize(painted[:, :, IMAGE:]).mean(1) * 2 - 1  # > 0: brighter than 128
         else:
             query = model(images, targets, hidden, seg_type=seg_type)[:, :, IMAGE:]  # (B, 3, H, W)
-        wanted = truth.float() if query.dim() == 3 else truth.float()[:, None].expand_as(query)
-        loss = F.binary_cross_entropy_with_logits(query, wanted, pos_weight=torch.tensor(3.0))
+        if args.loss == "bce" or args.head == "logit":
+            wanted = truth.float() if query.dim() == 3 else truth.float()[:, None].expand_as(query)
+            loss = F.binary_cross_entropy_with_logits(query, wanted, pos_weight=torch.tensor(3.0))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 3.0)

@@ -7,7 +7,7 @@ No model code lives or is imported here. The usual path::
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=collate_episodes)
 """
 
-from data_mixtures.evaluation import build_eval_episodes
+from data_mixtures.eval_episodes import build_eval_episodes
 from data_mixtures.masking import MaskingConfig
 from data_mixtures.mixture import (
     MixtureDataset,

@@ -288,12 +288,27 @@ def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
     obj = torch_load(path)
     config = None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        if isinstance(obj.get("model_config"), Mapping):  # a training checkpoint of this project
+            return _read_training_checkpoint(obj, path)
         if isinstance(obj.get(OFFICIAL_CONFIG_KEY), str):
             config = PainterConfig.from_dict(json.loads(obj[OFFICIAL_CONFIG_KEY]))
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors")
     return _from_foreign_state(dict(obj), str(path), hf_config=None, official_config=config)
+
+
+def _read_training_checkpoint(payload: Mapping, path: Path) -> RawCheckpoint:
+    """The model of a run folder's ``checkpoint_*.pt`` (native key names, config beside them)."""
+    state = payload["model"]
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors under 'model'")
+    try:
+        config = PainterConfig.from_dict(dict(payload["model_config"]))
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its model_config is not a valid config ({err})") from None
+    extra = {"step": str(payload.get("step", ""))}
+    return RawCheckpoint(config, dict(state), CheckpointFormat.NATIVE, str(path), extra)
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[StateDict, dict[str, str]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_mixtures.evaluation import build_eval_episodes, cross_pair_episodes, two_view_episodes
+from data_mixtures.eval_episodes import build_eval_episodes, cross_pair_episodes, two_view_episodes
 from data_mixtures.openset import LookMode, OpenSetSource, held_out_config
 from data_mixtures.records import EvalEpisode
 from data_mixtures.sources.photos import PhotoSource, PhotoSplit, installed_photos
@@ -87,7 +87,7 @@ def synthetic_samples(size: tuple[int, int] = SAMPLE_SIZE, seed: int = 7) -> lis
 def photo_samples(size: tuple[int, int] = SAMPLE_SIZE, seed: int = 7) -> list[Sample]:
     """Two augmented views of a held-out photo (a region of the first must be found in the
     second) and, when opencv-doc is installed, one scene-text word found from another."""
-    from seggpt.eval_sets import lettering_words
+    from seggpt.evaluation.heldout import lettering_words
 
     samples = []
     try:

@@ -27,7 +27,7 @@ from painter.model import PainterModel
 from painter.ops import normalize, query_half_mask, stitch
 from painter.resize import resize_image, resize_labels
 from seggpt.coloring import MaskKind, PromptColoring, index_to_color, seggpt_palette
-from seggpt.evaluation import IoUAccumulator
+from seggpt.evaluation.metrics import IoUAccumulator
 from seggpt.predictor import PreparedPrompts, SegGPTPredictor
 
 TUNED_FORMAT = "painter-framework-tuned-prompt"

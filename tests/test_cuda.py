@@ -20,8 +20,8 @@ from painter.promptable import build_sam
 from seggpt import SegGPTPredictor, load_model
 from seggpt.loading import build_model
 from seggpt.samples import synthetic_samples
-from seggpt.train_config import load_train_config
-from seggpt.trainer import Trainer
+from seggpt.training.config import load_train_config
+from seggpt.training.trainer import Trainer
 from tests.promptable_helpers import rel_diff
 
 pytestmark = [

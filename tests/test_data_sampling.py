@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_mixtures.evaluation import build_eval_episodes
+from data_mixtures.eval_episodes import build_eval_episodes
 from data_mixtures.masking import MaskingConfig, block_mask, half_mask, sample_patch_mask
 from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType, collate_episodes
 from data_mixtures.sampling import SamplingConfig, sample_episode

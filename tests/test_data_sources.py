@@ -18,7 +18,8 @@ from data_mixtures.sources import (
     SemanticFolderSource,
     UnreadableRecordWarning,
 )
-from data_mixtures.sources.coco_masks import (
+from painter.errors import DatasetError
+from painter.masks import (
     decode_rle_string,
     decode_segmentation,
     encode_rle_string,
@@ -26,7 +27,6 @@ from data_mixtures.sources.coco_masks import (
     polygons_to_mask,
     rle_to_mask,
 )
-from painter.errors import DatasetError
 
 
 def _image(seed: int, size=(12, 16)) -> np.ndarray:

@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from seggpt.eval_sets import EvalSetsConfig, held_out_photo_names, score_sets
-from seggpt.eval_sets import build_eval_sets as build_held_out_sets
+from seggpt.evaluation.heldout import EvalSetsConfig, held_out_photo_names, score_sets
+from seggpt.evaluation.heldout import build_eval_sets as build_held_out_sets
 from seggpt.loading import DEMO_CHECKPOINT, load_model
 from seggpt.predictor import SegGPTPredictor
-from seggpt.train_config import config_from_dict
-from seggpt.training_data import build_eval_sets
+from seggpt.training.config import config_from_dict
+from seggpt.training.data import build_eval_sets
 
 pytestmark = [
     pytest.mark.slow,

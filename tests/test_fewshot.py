@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from data_mixtures.records import IGNORE_LABEL
-from data_mixtures.sources.fewshot import (
+from data_mixtures.sources.fewshot_benchmarks import (
     coco20i_classes,
     coco20i_fold,
     folder_fold,
@@ -21,7 +21,7 @@ from data_mixtures.sources.fewshot import (
     pascal5i_fold,
 )
 from painter.errors import ConfigError, DatasetError
-from seggpt.fewshot import evaluate_fewshot, evaluate_fold
+from seggpt.evaluation.fewshot import evaluate_fewshot, evaluate_fold
 from tools import eval_fewshot
 
 SIZE = (12, 16)  # (H, W) of the generated images

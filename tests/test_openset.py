@@ -31,7 +31,7 @@ from data_mixtures.sources.photos import (
     photo_split,
 )
 from painter.errors import ConfigError, DatasetError
-from seggpt.eval_sets import EvalSetsConfig, build_eval_sets
+from seggpt.evaluation.heldout import EvalSetsConfig, build_eval_sets
 
 SMALL = dict(image_size=(64, 64), num_groups=50)
 

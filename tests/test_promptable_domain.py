@@ -11,7 +11,8 @@ import torch
 from painter.errors import CheckpointError, InputMismatchError
 from painter.promptable.adapt import merge_lora
 from painter.promptable.checkpoint import save_sam
-from painter.promptable.domain import (
+from painter.promptable.model import build_sam_from_config
+from seggpt.training.promptable_domain import (
     DomainShift,
     adapt_with_boxes,
     load_lora,
@@ -19,7 +20,6 @@ from painter.promptable.domain import (
     save_lora,
     shifted_objects,
 )
-from painter.promptable.model import build_sam_from_config
 from tests.promptable_helpers import small_sam_config
 from tools import adapt as adapt_cli
 

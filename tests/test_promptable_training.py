@@ -13,7 +13,7 @@ from painter.errors import ConfigError
 from painter.promptable.losses import SimulatedPrompt
 from painter.promptable.model import build_sam_from_config
 from painter.promptable.prompt_encoder import PADDING_LABEL
-from painter.promptable.training import (
+from seggpt.training.promptable import (
     PromptableTrainConfig,
     _prompt_rows,
     centre_point,
@@ -112,7 +112,7 @@ def test_train_promptable_writes_metrics_and_report(tmp_path):
 
 def test_evaluation_of_a_perfect_oracle_is_one(monkeypatch):
     from painter.promptable import predictor as predictor_module
-    from painter.promptable.training import demo_sources, object_samples
+    from seggpt.training.promptable import demo_sources, object_samples
 
     _, _, held_out = demo_sources(64, 0)
     samples = object_samples(held_out, 3, 64)

@@ -14,8 +14,8 @@ import torch
 
 from painter.errors import CheckpointError, ConfigError
 from painter.schedules import warmup_cosine
-from seggpt.train_config import load_train_config
-from seggpt.trainer import Trainer
+from seggpt.training.config import load_train_config
+from seggpt.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"

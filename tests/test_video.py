@@ -9,21 +9,21 @@ import pytest
 import torch
 from PIL import Image
 
-from data_mixtures.video import SyntheticVideoConfig, synthetic_video
+from data_mixtures.synthetic_video import SyntheticVideoConfig, synthetic_video
 from painter.errors import ConfigError, InputMismatchError, InvalidMaskError, InvalidVideoError
 from painter.io import load_mask
 from painter.ops import denormalize
-from seggpt.loading import DEMO_CHECKPOINT, load_model
-from seggpt.predictor import SegGPTPredictor
-from seggpt.video import VideoSegmenter
-from seggpt.video_io import VideoFrames
-from seggpt.vos_metrics import (
+from seggpt.evaluation.vos_metrics import (
     boundary_map,
     contour_accuracy,
     region_similarity,
     score_sequence,
     tolerance_disk,
 )
+from seggpt.loading import DEMO_CHECKPOINT, load_model
+from seggpt.predictor import SegGPTPredictor
+from seggpt.video import VideoSegmenter
+from seggpt.video_io import VideoFrames
 from tools import eval_vos, vos
 
 SMALL = SyntheticVideoConfig(num_frames=8, image_size=(48, 64), num_objects=3)

@@ -26,7 +26,7 @@ from painter.io import load_image
 from painter.promptable import build_sam
 from painter.promptable.adapt import merge_lora
 from painter.promptable.checkpoint import save_sam
-from painter.promptable.domain import (
+from seggpt.training.promptable_domain import (
     adapt_with_boxes,
     lora_parameter_count,
     save_lora,

@@ -20,7 +20,7 @@ import numpy as np
 
 from painter.io import default_palette, overlay, save_image, save_index_mask
 from seggpt import SegGPTPredictor, load_model
-from seggpt.evaluation import IoUAccumulator
+from seggpt.evaluation.metrics import IoUAccumulator
 from seggpt.samples import Sample, bundled_samples
 from tools.cli import add_dtype_argument, run_cli
 

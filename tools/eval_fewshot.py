@@ -6,8 +6,8 @@
 Prints mIoU and FB-IoU per fold and their mean (HSNet's protocol: IoU pooled per class over all
 episodes, 1000 episodes per fold, seed 0) and writes them as JSON. The JSON is rewritten after
 every fold; ``--resume`` keeps the folds an earlier run with the same settings finished. Dataset
-layouts are described in ``data_mixtures/sources/fewshot.py``; ``--benchmark folder`` takes an
-``images/`` + ``masks/`` folder of class-index PNGs.
+layouts are described in ``data_mixtures/sources/fewshot_benchmarks.py``; ``--benchmark folder``
+takes an ``images/`` + ``masks/`` folder of class-index PNGs.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_mixtures.fewshot import FewShotFold
-from data_mixtures.sources.fewshot import (
+from data_mixtures.fewshot_folds import FewShotFold
+from data_mixtures.sources.fewshot_benchmarks import (
     NUM_FOLDS,
     coco20i_fold,
     folder_fold,
@@ -29,7 +29,7 @@ from data_mixtures.sources.fewshot import (
 )
 from painter.config import SegType
 from seggpt.ensemble import EnsembleMode
-from seggpt.fewshot import FewShotReport, FoldResult, evaluate_fold
+from seggpt.evaluation.fewshot import FewShotReport, FoldResult, evaluate_fold
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from tools.cli import add_dtype_argument, positive_int, run_cli

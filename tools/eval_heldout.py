@@ -16,7 +16,7 @@ from pathlib import Path
 from painter.checkpoint import atomic_write, file_sha256
 from painter.errors import CheckpointError
 from seggpt import SegGPTPredictor, load_model
-from seggpt.eval_sets import (
+from seggpt.evaluation.heldout import (
     EVAL_SETS,
     EvalSetsConfig,
     build_eval_sets,

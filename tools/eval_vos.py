@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from painter.errors import DatasetError, InvalidMaskError
 from painter.io import load_mask
-from seggpt.vos_metrics import SequenceScore, VOSReport, score_sequence
+from seggpt.evaluation.vos_metrics import SequenceScore, VOSReport, score_sequence
 from tools.cli import run_cli
 
 

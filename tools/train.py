@@ -11,8 +11,8 @@ import logging
 import sys
 
 from painter.errors import PainterError
-from seggpt.train_config import load_train_config
-from seggpt.trainer import Trainer
+from seggpt.training.config import load_train_config
+from seggpt.training.trainer import Trainer
 from tools.cli import run_cli
 
 

@@ -1,7 +1,7 @@
 """Train the promptable (SAM-style) model with simulated interactive prompting.
 
     python -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/sam_demo \
-        --export seggpt/weights/demo_promptable.safetensors [steps=200 ...]
+        --export painter/promptable/weights/demo_promptable.safetensors [steps=200 ...]
 
 Writes ``<out>/metrics.csv``, ``<out>/report.json`` (held-out one-point and box mIoU) and, with
 ``--export``, the model as safetensors with its config (and the report beside it).
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from painter.checkpoint import atomic_write
 from painter.promptable.checkpoint import save_sam
-from painter.promptable.training import PromptableTrainConfig, train_promptable
-from seggpt.train_config import read_config_mapping
+from seggpt.training.config import read_config_mapping
+from seggpt.training.promptable import PromptableTrainConfig, train_promptable
 from tools.cli import run_cli
 
 

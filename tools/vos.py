@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from data_mixtures.video import SyntheticVideoConfig, save_davis, synthetic_video
+from data_mixtures.synthetic_video import SyntheticVideoConfig, save_davis, synthetic_video
 from painter.config import SegType
 from painter.errors import DatasetError
 from painter.io import overlay, save_index_mask

@@ -24,9 +24,9 @@ import numpy as np
 
 from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType
 from data_mixtures.sources.base import RecordSource, list_images, pair_by_stem
-from data_mixtures.sources.coco_masks import decode_segmentation
 from painter.errors import DatasetError
 from painter.io import load_image, load_mask
+from painter.masks import decode_segmentation
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from painter.promptable.automatic import (
 )
 from painter.promptable.checkpoint import read_sam_checkpoint, save_sam, save_sam_official
 from painter.promptable.config import SamConfig, get_sam_config, list_sam_models
-from painter.promptable.model import PromptableSegmenter, build_sam
+from painter.promptable.loading import DEMO_PROMPTABLE, build_sam
+from painter.promptable.model import PromptableSegmenter
 from painter.promptable.predictor import PromptablePredictor, PromptPrediction
 from painter.promptable.refine import refine_mask
 
@@ -28,6 +29,7 @@ __all__ = [
     "SamConfig",
     "SelfTrainingAdapter",
     "add_lora",
+    "DEMO_PROMPTABLE",
     "build_sam",
     "class_map",
     "get_sam_config",

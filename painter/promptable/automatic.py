@@ -26,9 +26,9 @@ from scipy import ndimage
 from torchvision.ops import batched_nms
 from tqdm.auto import tqdm
 
-from data_mixtures.sources.coco_masks import mask_to_rle, rle_to_mask
 from painter.errors import ConfigError
 from painter.io import ImageSource, load_image
+from painter.masks import mask_to_rle, rle_to_mask
 from painter.promptable.predictor import PromptablePredictor
 from painter.promptable.transforms import masks_to_boxes, upscale_logits
 

@@ -3,7 +3,7 @@ evaluation episodes."""
 
 from __future__ import annotations
 
-from data_mixtures.evaluation import build_eval_episodes as _episodes_from
+from data_mixtures.eval_episodes import build_eval_episodes as _episodes_from
 from data_mixtures.masking import MaskingConfig
 from data_mixtures.mixture import MixtureDataset, MixtureEntry, default_entries
 from data_mixtures.openset import LookMode, OpenSetConfig, OpenSetSource, held_out_config
@@ -14,9 +14,9 @@ from data_mixtures.sources.photos import PhotoSource, PhotoSplit, installed_phot
 from data_mixtures.synthetic import Shape, SyntheticConfig, SyntheticSource, Texture
 from painter.config import PainterConfig
 from painter.errors import ConfigError
-from seggpt.eval_sets import EvalSetsConfig
-from seggpt.eval_sets import build_eval_sets as build_held_out_sets
-from seggpt.train_config import TrainConfig
+from seggpt.evaluation.heldout import EvalSetsConfig
+from seggpt.evaluation.heldout import build_eval_sets as build_held_out_sets
+from seggpt.training.config import TrainConfig
 
 MIXTURES = ("default", "synthetic", "easy", "demo", "openset", "openset-easy")
 
@@ -154,8 +154,8 @@ def build_eval_sets(
     config: TrainConfig, model_config: PainterConfig
 ) -> dict[str, list[EvalEpisode]]:
     """The held-out sets a run is scored on, the primary one first: for "openset" the sets of
-    ``seggpt.eval_sets`` (held-out families, held-out photos, lettering); for the closed-set
-    mixtures one set of another generator seed ("held-out"), 4 prompts per episode."""
+    ``seggpt.evaluation.heldout`` (held-out families, held-out photos, lettering); for the
+    closed-set mixtures one set of another generator seed ("held-out"), 4 prompts per episode."""
     data = config.data
     if data.mixture == "openset":
         return build_held_out_sets(

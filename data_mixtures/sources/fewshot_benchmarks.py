@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from data_mixtures.fewshot import FewShotFold
+from data_mixtures.fewshot_folds import FewShotFold
 from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType, present_labels
 from data_mixtures.sources.base import UNREADABLE_ERRORS, RecordSource
 from data_mixtures.sources.folder import SemanticFolderSource

@@ -40,13 +40,13 @@ from painter.model import PainterModel
 from painter.ops import normalize
 from painter.registry import get_config
 from painter.schedules import warmup_cosine
-from seggpt.eval_sets import SetScores, held_out_photo_names, score_sets
-from seggpt.evaluation import EvalReport, evaluate
-from seggpt.init_weights import initialise_from
+from seggpt.evaluation.heldout import SetScores, held_out_photo_names, score_sets
+from seggpt.evaluation.metrics import EvalReport, evaluate
 from seggpt.loading import build_model
 from seggpt.predictor import SegGPTPredictor, resolve_device
-from seggpt.train_config import Parallel, Precision, TrainConfig, config_from_dict
-from seggpt.training_data import build_eval_sets, build_train_dataset
+from seggpt.training.config import Parallel, Precision, TrainConfig, config_from_dict
+from seggpt.training.data import build_eval_sets, build_train_dataset
+from seggpt.training.init_weights import initialise_from
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1

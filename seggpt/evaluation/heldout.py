@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_mixtures.evaluation import build_eval_episodes, cross_pair_episodes, two_view_episodes
+from data_mixtures.eval_episodes import build_eval_episodes, cross_pair_episodes, two_view_episodes
 from data_mixtures.openset import (
     LookMode,
     OpenSetConfig,
@@ -41,7 +41,7 @@ from data_mixtures.sources.photos import (
 )
 from painter.errors import ConfigError, DatasetError
 from painter.io import load_image, load_mask
-from seggpt.evaluation import EvalReport, evaluate
+from seggpt.evaluation.metrics import EvalReport, evaluate
 from seggpt.predictor import SegGPTPredictor
 
 logger = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_mixtures.fewshot import FewShotFold
+from data_mixtures.fewshot_folds import FewShotFold
 from painter.errors import ConfigError
 from seggpt.ensemble import EnsembleMode
-from seggpt.evaluation import IoUAccumulator
+from seggpt.evaluation.metrics import IoUAccumulator
 
 logger = logging.getLogger(__name__)
 

@@ -51,24 +51,25 @@ def output_names(paths: Sequence[str | os.PathLike]) -> list[str]:
     The file's stem; where stems clash, prefixed with as many parent folders as tell the files
     apart (``x/img.png``, ``y/img.png`` -> ``x_img``, ``y_img``), and suffixed with the extension
     where files in one folder differ only in it (``a.png``, ``a.jpg`` -> ``a_png``, ``a_jpg``).
-    Names still taken get a counter (``a``, ``a_2``). Folders are compared resolved, so bare file
-    names (``["x.png", "x.png"]`` -> ``x``, ``x_2``) share one folder.
+    Names still taken get a counter (``a``, ``a_2``). Folders are compared as absolute paths
+    (the file system is not read), so bare file names share one folder:
+    ``["x.png", "x.png"]`` -> ``x``, ``x_2``.
     """
-    resolved = [Path(path).resolve() for path in paths]
-    names = [path.stem or "query" for path in resolved]
+    absolute = [Path(os.path.abspath(path)) for path in paths]
+    names = [path.stem or "query" for path in absolute]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, name in enumerate(names):
         groups[name].append(i)
     for stem, members in groups.items():
         if len(members) < 2:
             continue
-        depth = _telling_depth({resolved[i].parent.parts[1:] for i in members})
+        depth = _telling_depth({absolute[i].parent.parts[1:] for i in members})
         for i in members:
-            folder = resolved[i].parent
+            folder = absolute[i].parent
             name = "_".join((*folder.parts[1:][-depth:], stem)) if depth else stem
-            suffixes = {resolved[j].suffix for j in members if resolved[j].parent == folder}
+            suffixes = {absolute[j].suffix for j in members if absolute[j].parent == folder}
             if len(suffixes) > 1:
-                name += "_" + resolved[i].suffix.lstrip(".")
+                name += "_" + absolute[i].suffix.lstrip(".")
             names[i] = name
     seen: set[str] = set()
     for i, name in enumerate(names):  # a made-up name may still equal another file's stem

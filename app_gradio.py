@@ -16,12 +16,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from seggpt import SegGPTPredictor, load_model
 from tools.cli import add_model_arguments, run_cli
 
+if TYPE_CHECKING:
+    from painter.promptable import PromptablePredictor
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The app's flags: the model (``tools.cli.add_model_arguments``), where to serve, extras."""
     parser = argparse.ArgumentParser(prog="app_gradio", description=__doc__.splitlines()[0])
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (%(default)s)")
@@ -49,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_promptable(choice: str, device: str, dtype: str):
+def load_promptable(choice: str, device: str, dtype: str) -> PromptablePredictor | None:
     """The PromptablePredictor that ``--promptable`` names, or None."""
     from painter.promptable import PromptablePredictor, build_sam
     from painter.promptable.model import DEMO_PROMPTABLE

@@ -1,7 +1,8 @@
 """Load test of the Gradio app: many gradio_client clients calling /segment at once.
 
-The app runs in a subprocess (a seeded random ``seggpt_test`` model unless ``--checkpoint`` is
-given) with its queue's concurrency limit. Measured in the same run, on the same bundled example:
+The app runs in a subprocess (``tools.app.server.running_app``, as in the app tests; a seeded
+random ``seggpt_test`` model unless ``--checkpoint`` is given) with its queue's concurrency
+limit. Measured in the same run, on the same bundled example:
 
 1. peer: the in-process ``SegGPTPredictor.predict`` (the model's own time, no app);
 2. one client calling /segment one request at a time (the app's overhead);
@@ -17,24 +18,19 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from tools.app.server import REPO, running_app
 
 
 def percentiles(latencies: list[float]) -> dict:
@@ -48,53 +44,6 @@ def percentiles(latencies: list[float]) -> dict:
         "max_s": float(values.max()),
         "mean_s": float(values.mean()),
     }
-
-
-@contextlib.contextmanager
-def serve(
-    checkpoint: Path, workdir: Path, concurrency: int, timeout: float = 180.0
-) -> Iterator[str]:
-    """The app in a subprocess on a free port; yields its URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), OMP_NUM_THREADS="1")
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    log = (workdir / "server.log").open("w")
-    args = [
-        "--checkpoint",
-        str(checkpoint),
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-    ]
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "app_gradio.py"), *args, "--concurrency", str(concurrency)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start; see {workdir / 'server.log'}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def run_client(url: str, inputs: tuple, expected: np.ndarray, requests: int, out: dict) -> None:
@@ -189,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
 
             torch.manual_seed(0)
             checkpoint = save_native(build_model("seggpt_test"), tmp / "seggpt_test.safetensors")
-        with serve(checkpoint, tmp, args.concurrency) as url:
+        with running_app(checkpoint, tmp, "--concurrency", str(args.concurrency)) as url:
             from gradio_client import Client
 
             client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp))

@@ -21,11 +21,11 @@ from painter.errors import InputMismatchError, InvalidImageError, InvalidMaskErr
 from painter.io import default_palette, load_image, load_mask, overlay, save_image
 from painter.promptable import PromptablePredictor, build_sam, refine_mask
 from painter.promptable.checkpoint import save_sam
-from seggpt import SegGPTPredictor, load_model
+from seggpt import SegGPTPredictor, load_model, serving
 from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
 from seggpt.tuning import TunedPrompt, tune_prompt, tuning_data
 from seggpt.video import VideoSegmenter
-from tests.app_server import REPO, running_app
+from tools.app.server import REPO, running_app
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -83,35 +83,35 @@ def client(server, tmp_path) -> Client:
 
 def test_mask_from_layers_maps_brush_colours_to_ids():
     layer = np.zeros((6, 8, 4), dtype=np.uint8)
-    layer[1, 1] = (*app.BRUSH_COLOURS[0], 255)
-    layer[2, 3] = (*(app.BRUSH_COLOURS[2].astype(int) + 3).clip(0, 255), 200)  # anti-aliased
-    layer[4, 4] = (*app.BRUSH_COLOURS[1], 60)  # faint edge: not drawn
+    layer[1, 1] = (*serving.BRUSH_COLOURS[0], 255)
+    layer[2, 3] = (*(serving.BRUSH_COLOURS[2].astype(int) + 3).clip(0, 255), 200)  # anti-aliased
+    layer[4, 4] = (*serving.BRUSH_COLOURS[1], 60)  # faint edge: not drawn
     top = np.zeros_like(layer)
-    top[1, 1] = (*app.BRUSH_COLOURS[4], 255)  # a later layer paints over
-    ids = app.mask_from_layers([layer, top], (6, 8))
+    top[1, 1] = (*serving.BRUSH_COLOURS[4], 255)  # a later layer paints over
+    ids = serving.mask_from_layers([layer, top], (6, 8))
     expected = np.zeros((6, 8), dtype=np.int64)
     expected[1, 1], expected[2, 3] = 5, 3
     np.testing.assert_array_equal(ids, expected)
     small = layer[::2, ::2]  # (3, 4, 4): resized to the image (nearest)
-    assert app.mask_from_layers([small], (6, 8)).shape == (6, 8)
+    assert serving.mask_from_layers([small], (6, 8)).shape == (6, 8)
 
 
 def test_prompt_from_slot_prefers_uploaded_mask_and_explains_problems(tmp_path):
     image = np.full((8, 8, 4), 255, dtype=np.uint8)
     layer = np.zeros((8, 8, 4), dtype=np.uint8)
-    assert app.prompt_from_slot(0, None, None) is None
+    assert serving.prompt_from_slot(0, None, None) is None
     with pytest.raises(InvalidMaskError, match="example 1 has no mask"):
-        app.prompt_from_slot(0, {"background": image, "layers": [layer]}, None)
+        serving.prompt_from_slot(0, {"background": image, "layers": [layer]}, None)
     with pytest.raises(InvalidImageError, match="example 2 has a mask but no image"):
-        app.prompt_from_slot(1, {"background": None, "layers": []}, "mask.png")
+        serving.prompt_from_slot(1, {"background": None, "layers": []}, "mask.png")
     stroke = layer.copy()
-    stroke[3, 3] = (*app.BRUSH_COLOURS[0], 255)
+    stroke[3, 3] = (*serving.BRUSH_COLOURS[0], 255)
     with pytest.raises(InvalidImageError, match="example 1 has a mask but no image"):
-        app.prompt_from_slot(0, {"background": None, "layers": [stroke]}, None)
+        serving.prompt_from_slot(0, {"background": None, "layers": [stroke]}, None)
     mask = np.zeros((8, 8), dtype=np.uint8)
     mask[2:5, 2:5] = 255
     save_image(tmp_path / "mask.png", mask)
-    _, loaded = app.prompt_from_slot(
+    _, loaded = serving.prompt_from_slot(
         0, {"background": image, "layers": [layer]}, tmp_path / "mask.png"
     )
     np.testing.assert_array_equal(loaded, mask // 255)
@@ -123,7 +123,7 @@ def test_segment_arrays_equals_predictor_and_keeps_colour_masks(predictor):
     colours = np.zeros((40, 56, 3), dtype=np.uint8)
     colours[5:20, 5:30] = (10, 200, 30)
     colours[25:35, 30:50] = (250, 0, 120)
-    seg = app.segment_arrays(predictor, images[:1], [colours], images[1:])
+    seg = serving.segment_arrays(predictor, images[:1], [colours], images[1:])
     reference = predictor.predict(images[:1], [colours], images[1:])
     for mask, painted, over, ref, query in zip(
         seg.masks, seg.painted, seg.overlays, reference, images[1:]
@@ -139,15 +139,15 @@ def test_segment_arrays_rejects_bad_requests(predictor):
     image = np.zeros((16, 16, 3), dtype=np.uint8)
     mask = np.eye(16, dtype=np.uint8)
     with pytest.raises(InputMismatchError, match="at least one query"):
-        app.segment_arrays(predictor, [image], [mask], [])
+        serving.segment_arrays(predictor, [image], [mask], [])
     with pytest.raises(InputMismatchError, match="at most"):
-        app.segment_arrays(predictor, [image], [mask], [image] * (app.MAX_QUERIES + 1))
+        serving.segment_arrays(predictor, [image], [mask], [image] * (serving.MAX_QUERIES + 1))
     with pytest.raises(InputMismatchError, match="unknown ensemble"):
-        app.segment_arrays(predictor, [image], [mask], [image], ensemble="mean")
+        serving.segment_arrays(predictor, [image], [mask], [image], ensemble="mean")
 
 
 def test_output_names_are_distinct():
-    assert app.output_names(["a/x.png", "b/x.png", "x_2.png", "y.jpg"]) == [
+    assert serving.upload_names(["a/x.png", "b/x.png", "x_2.png", "y.jpg"]) == [
         "x",
         "x_2",
         "x_2_2",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_server import running_app
+from tools.app.server import running_app
 
 CHROMIUM = "/usr/bin/chromium"
 

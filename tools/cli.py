@@ -1,4 +1,5 @@
-"""What every command-line tool shares: one-line errors with exit code 2, argparse number types."""
+"""What every command-line tool shares: one-line errors with exit code 2, argparse number types,
+the model, device and dtype options."""
 
 from __future__ import annotations
 
@@ -47,3 +48,16 @@ def add_dtype_argument(parser: argparse.ArgumentParser, *, note: str = "") -> No
         help="compute dtype; auto (default): bfloat16 where the device runs it natively (a GPU "
         "with bf16, a CPU with AVX512-BF16/AMX), else float32" + (f" ({note})" if note else ""),
     )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, checkpoint_note: str = "") -> None:
+    """``--checkpoint`` (default ``demo``), ``--device`` and ``--dtype``: which model to load and
+    where to run it, as every inference entry point spells them."""
+    parser.add_argument(
+        "--checkpoint",
+        default="demo",
+        help="'demo' (bundled, default), a .safetensors/.pth file, a transformers folder or a "
+        "hub id" + (f" ({checkpoint_note})" if checkpoint_note else ""),
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_dtype_argument(parser)

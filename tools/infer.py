@@ -4,9 +4,10 @@
         --out outputs/cats
     python -m tools.infer ... --refine              # then refine with the promptable demo model
 
-For each query this writes ``<name>_mask.png`` (class ids as a palette PNG, in the prompt masks'
-colours), ``<name>_overlay.png`` (the mask over the image) and ``<name>_painted.png`` (what the
-model painted). ``<name>`` is the file's stem; queries that share a stem get their parent folders
+For each query this writes ``<name>_mask.png`` (class ids as a palette PNG: colour prompts keep
+their colours, other masks get the VOC/DAVIS palette), ``<name>_overlay.png`` (the mask over the
+image) and ``<name>_painted.png`` (what the model painted), as ``seggpt.outputs`` writes them for
+the app too. ``<name>`` is the file's stem; queries that share a stem get their parent folders
 prefixed (``a_img``, ``b_img``) so no output is overwritten.
 """
 
@@ -14,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from painter.config import SegType
 from painter.errors import InputMismatchError, InvalidImageError
-from painter.io import load_image, load_mask, overlay, save_image, save_index_mask
-from seggpt.coloring import MaskKind, PromptColoring
+from painter.io import load_image, load_mask
 from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
-from seggpt.predictor import Prediction, SegGPTPredictor
+from seggpt.outputs import display_palette, output_names, write_prediction
+from seggpt.predictor import SegGPTPredictor
 from seggpt.tuning import TunedPrompt
 from tools.cli import add_dtype_argument, positive_int, run_cli
 
@@ -160,7 +159,9 @@ def run(args: argparse.Namespace) -> None:
                 None, None, images, prompts=prompts, batch_size=args.batch_size
             )
             for name, image, result in zip(names[start:], images, results):
-                write_outputs(args.out, name, image, result, palette)
+                write_prediction(
+                    args.out, name, result.mask, palette, image=image, painted=result.painted
+                )
             bar.update(len(paths))
     print(f"wrote {3 * len(queries)} files for {len(queries)} queries to {args.out}")
 
@@ -189,66 +190,6 @@ def expand_queries(entries: Sequence[str | Path]) -> list[Path]:
             seen.add(path.resolve())
             unique.append(path)
     return unique
-
-
-def output_names(paths: Sequence[Path]) -> list[str]:
-    """A distinct name per query for its output files.
-
-    The file's stem; where stems clash, prefixed with as many parent folders as tell the files
-    apart (``x/img.png``, ``y/img.png`` -> ``x_img``, ``y_img``), and suffixed with the extension
-    where they share a folder (``a.png``, ``a.jpg`` -> ``a_png``, ``a_jpg``).
-    """
-    resolved = [Path(path).resolve() for path in paths]
-    names = [path.stem for path in resolved]
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, path in enumerate(resolved):
-        groups[path.stem].append(i)
-    for stem, members in groups.items():
-        if len(members) < 2:
-            continue
-        depth = _telling_depth({resolved[i].parent.parts[1:] for i in members})
-        for i in members:
-            folder = resolved[i].parent
-            name = "_".join((*folder.parts[1:][-depth:], stem)) if depth else stem
-            if sum(resolved[j].parent == folder for j in members) > 1:
-                name += "_" + resolved[i].suffix.lstrip(".")
-            names[i] = name
-    seen: set[str] = set()
-    for i, name in enumerate(names):  # a made-up name may still equal another file's stem
-        candidate, k = name, 1
-        while candidate in seen:
-            k += 1
-            candidate = f"{name}_{k}"
-        names[i] = candidate
-        seen.add(candidate)
-    return names
-
-
-def display_palette(coloring: PromptColoring) -> np.ndarray:
-    """(K + 1, 3) uint8 colours of the output class ids: the user's own for colour prompts."""
-    if coloring.kind is MaskKind.COLOR:
-        return np.asarray(coloring.class_values, dtype=np.uint8)
-    return coloring.palette
-
-
-def write_outputs(
-    out: Path, name: str, image: np.ndarray, result: Prediction, palette: np.ndarray
-) -> None:
-    """Write ``<name>_mask.png``, ``<name>_overlay.png`` and ``<name>_painted.png``."""
-    save_index_mask(out / f"{name}_mask.png", result.mask, palette=palette)
-    save_image(out / f"{name}_overlay.png", overlay(image, result.mask, palette))
-    save_image(out / f"{name}_painted.png", result.painted)
-
-
-def _telling_depth(folders: set[tuple[str, ...]]) -> int:
-    """Fewest trailing folder names that tell ``folders`` apart; 0 for a single folder."""
-    if len(folders) < 2:
-        return 0
-    longest = max(map(len, folders))
-    for depth in range(1, longest):
-        if len({folder[-depth:] for folder in folders}) == len(folders):
-            return depth
-    return longest  # the whole paths, which differ
 
 
 def _is_image_name(path: Path) -> bool:

@@ -1,4 +1,7 @@
-"""Start ``app_gradio.py`` in a subprocess on a free port, for the app tests."""
+"""Start ``app_gradio.py`` in a subprocess on a free port: for the app tests and the load test.
+
+Imports nothing of Gradio, so a client process stays light.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -26,9 +30,11 @@ def free_port() -> int:
 def running_app(
     checkpoint: Path, workdir: Path, *extra: str, timeout: float = 180.0
 ) -> Iterator[str]:
-    """Serve the app with ``checkpoint`` until the block ends; yields its URL.
+    """Serve the app with ``checkpoint`` on the CPU in float32 until the block ends; yields its
+    URL. ``extra``: more ``app_gradio.py`` arguments (``--concurrency 4``, ...).
 
     Gradio's temporary files go under ``workdir``; the server log is ``workdir/server.log``.
+    Raises RuntimeError with the log's tail when the app exits or does not answer in ``timeout``.
     """
     port = free_port()
     env = dict(

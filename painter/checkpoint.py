@@ -158,10 +158,11 @@ def config_to_hf(config: PainterConfig) -> dict[str, object]:
         raise CheckpointError(
             "the transformers format holds SegGPT only; this config has no type tokens"
         )
-    if config.decoder_guide or config.decoder_linear:
+    if config.decoder_guide or config.decoder_linear or config.paint_activation != "identity":
         raise CheckpointError(
-            "the transformers format has no image-guided or linear decoder path; this config has "
-            f"decoder_guide={config.decoder_guide}, decoder_linear={config.decoder_linear}"
+            "the transformers format has no image-guided or linear decoder path and paints the "
+            f"canvas directly; this config has decoder_guide={config.decoder_guide}, "
+            f"decoder_linear={config.decoder_linear}, paint_activation={config.paint_activation}"
         )
     if (
         vit.window_size

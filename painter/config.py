@@ -27,6 +27,9 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+#: How the decoder output becomes the painted canvas (PainterConfig.paint_activation).
+PAINT_ACTIVATIONS = ("identity", "sigmoid")
+
 @dataclass(frozen=True)
 class ViTConfig:
     """A plain ViT image encoder with decomposed relative position and optional windows.
@@ -118,6 +121,12 @@ class PainterConfig:
             off in the released models). On the CPU recipes here the conv decoder alone does
             not start learning open-set matching from scratch, while a linear per-patch head on
             the same backbone does (benchmarks/diag_openset_heads.py).
+        paint_activation: "identity" (the released models: the decoder paints the normalised
+            canvas directly, trained with smooth-L1) or "sigmoid" (an extension of this
+            framework: the decoder gives per-channel logits of each pixel's colour intensity in
+            [0, 1], the canvas is their sigmoid, and training uses a per-channel binary
+            cross-entropy against the target's intensities; on the CPU recipes here this starts
+            learning open-set matching where the regression does not, see README, Training).
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -129,6 +138,7 @@ class PainterConfig:
     decoder_dim: int = 64
     decoder_guide: int = 0
     decoder_linear: bool = False
+    paint_activation: str = "identity"
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -159,6 +169,10 @@ class PainterConfig:
             self.decoder_dim > 0 and self.loss_beta > 0, "decoder_dim and loss_beta must be > 0"
         )
         require(self.decoder_guide >= 0, f"decoder_guide {self.decoder_guide} must be >= 0")
+        require(
+            self.paint_activation in PAINT_ACTIVATIONS,
+            f"paint_activation {self.paint_activation!r} is not one of {PAINT_ACTIVATIONS}",
+        )
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -36,6 +36,38 @@ def masked_smooth_l1(
     return (per_pixel * weight).sum() / (weight.sum() + eps)
 
 
+def masked_intensity_bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    patch_mask: torch.Tensor,
+    *,
+    patch_size: int,
+    valid: torch.Tensor | None = None,
+    eps: float = 1e-2,
+) -> torch.Tensor:
+    """Per-channel binary cross-entropy of painted intensities over the pixels of hidden patches
+    (the loss of ``paint_activation="sigmoid"`` models).
+
+    Args:
+        logits: (B, 3, H, W) decoder logits; the painted intensity is their sigmoid.
+        target: (B, 3, H, W) true canvas, intensities in [0, 1] (soft targets: a colour channel at
+            level 170 is the target 170 / 255).
+        patch_mask: (B, h * w), True where the patch was hidden from the model.
+        valid: optional (B, H, W) per-pixel weights.
+    Returns:
+        scalar: weighted mean over hidden pixels of the per-pixel mean over channels (0 when
+        nothing is hidden).
+    """
+    grid = (logits.shape[-2] // patch_size, logits.shape[-1] // patch_size)
+    weight = patch_mask_to_pixels(patch_mask, patch_size, grid).to(logits.dtype)  # (B, H, W)
+    if valid is not None:
+        weight = weight * valid.to(logits.dtype)
+    per_pixel = F.binary_cross_entropy_with_logits(
+        logits, target.clamp(0.0, 1.0), reduction="none"
+    ).mean(dim=1)  # (B, H, W)
+    return (per_pixel * weight).sum() / (weight.sum() + eps)
+
+
 def foreground_weights(
     target: torch.Tensor, weight: float, valid: torch.Tensor | None = None
 ) -> torch.Tensor | None:

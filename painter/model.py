@@ -17,7 +17,8 @@ from torch import nn
 from painter.backbone import AttnHook, ViTBackbone
 from painter.config import PainterConfig
 from painter.errors import ConfigError, InputMismatchError
-from painter.losses import masked_smooth_l1
+from painter.losses import masked_intensity_bce, masked_smooth_l1
+from painter.ops import denormalize, normalize
 
 # (block index, streams already merged?) -> hook on that block's attention branch, or None.
 HookFactory = Callable[[int, bool], AttnHook | None]
@@ -171,18 +172,28 @@ class PainterModel(nn.Module):
         *,
         seg_type: object = None,
         hooks: HookFactory | None = None,
+        raw: bool = False,
     ) -> torch.Tensor:
         """Paint the hidden target patches.
 
         Args:
             images, targets: (B, 3, H, W) normalised canvases.
             patch_mask: (B, h * w) bool, True where the target patch is hidden.
+            raw: return the decoder's output as :meth:`loss` takes it (the logits of a
+                ``paint_activation="sigmoid"`` model; the canvas itself otherwise).
         Returns:
-            (B, 3, H, W) painted target canvas in the normalised space.
+            (B, 3, H, W) painted target canvas in the normalised space (or the raw output).
         """
         x, y = self.embed(images, targets, patch_mask, seg_type=seg_type)
         taps = self.encode(x, y, hooks=hooks)
-        return self.decoder(torch.cat(taps, dim=-1), images)  # (B, h, w, T * C) -> (B, 3, H, W)
+        out = self.decoder(torch.cat(taps, dim=-1), images)  # (B, h, w, T * C) -> (B, 3, H, W)
+        return out if raw else self.to_canvas(out)
+
+    def to_canvas(self, out: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output (B, 3, H, W) as a painted canvas in the normalised space."""
+        if self.config.paint_activation == "sigmoid":
+            return normalize(torch.sigmoid(out.float())).to(out.dtype)
+        return out
 
     def paint_queries(
         self,
@@ -254,7 +265,7 @@ class PainterModel(nn.Module):
         # The image under those rows: prompt 0's last patch row above each query image.
         image = torch.cat([prompt_images[:, 0, :, -p:], query_images], dim=2)
         painted = self.decoder(torch.cat(taps, dim=-1), image)  # (Q, 3, (1 + hq) * p, W)
-        return painted[:, :, p:]  # drop the context row -> (Q, 3, H/2, W)
+        return self.to_canvas(painted[:, :, p:])  # drop the context row -> (Q, 3, H/2, W)
 
     def _shared_query_block(
         self,
@@ -301,7 +312,18 @@ class PainterModel(nn.Module):
         patch_mask: torch.Tensor,
         valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Masked smooth-L1 between the painting (B, 3, H, W) and the true target canvas."""
+        """The masked training loss between the raw output (B, 3, H, W) (``forward(...,
+        raw=True)``) and the true target canvas (normalised): smooth-L1 on the canvas, or for
+        ``paint_activation="sigmoid"`` the per-channel BCE of the logits against the target's
+        intensities."""
+        if self.config.paint_activation == "sigmoid":
+            return masked_intensity_bce(
+                pred.float(),
+                denormalize(targets.float()),
+                patch_mask,
+                patch_size=self.config.vit.patch_size,
+                valid=valid,
+            )
         return masked_smooth_l1(
             pred.float(),
             targets.float(),

@@ -153,5 +153,6 @@ def seggpt_openset() -> PainterConfig:
         decoder_dim=8,
         decoder_guide=8,
         decoder_linear=True,
+        paint_activation="sigmoid",
         loss_beta=1.0,
     )

@@ -58,6 +58,7 @@ class SegGPT(PainterModel):
         *,
         seg_type: object = None,
         prompts_per_query: int = 1,
+        raw: bool = False,
     ) -> torch.Tensor:
         """Paint the hidden target patches of whole canvases.
 
@@ -67,8 +68,9 @@ class SegGPT(PainterModel):
             patch_mask: (B, h * w) bool, True where the target patch is hidden.
             seg_type: SegType, or a (B,) tensor of SegType values.
             prompts_per_query: P; > 1 turns on the feature ensemble over each query's prompts.
+            raw: return the decoder's output as :meth:`loss` takes it (see ``PainterModel``).
         Returns:
-            (B, 3, H, W) painted canvas, normalised space.
+            (B, 3, H, W) painted canvas, normalised space (or the raw output).
         """
         if images.shape[0] % prompts_per_query:
             raise InputMismatchError(
@@ -76,7 +78,9 @@ class SegGPT(PainterModel):
                 f"prompts_per_query {prompts_per_query}"
             )
         hooks = feature_ensemble_hooks(prompts_per_query)
-        return super().forward(images, targets, patch_mask, seg_type=seg_type, hooks=hooks)
+        return super().forward(
+            images, targets, patch_mask, seg_type=seg_type, hooks=hooks, raw=raw
+        )
 
 
 def build_seggpt(config: PainterConfig) -> SegGPT:

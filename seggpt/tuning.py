@@ -267,7 +267,7 @@ def tune_prompt(
         canvas = stitch(image[None].expand(b, -1, -1, -1), queries)  # (B, 3, H, W)
         targets = stitch(target[None].expand(b, -1, -1, -1), truth)  # (B, 3, H, W)
         hidden = query_half_mask(b, grid, device)
-        painted = model(canvas, targets, hidden, seg_type=seg_type)
+        painted = model(canvas, targets, hidden, seg_type=seg_type, raw=True)
         weights = foreground_weights(targets, foreground_weight)
         loss = model.loss(painted, targets, hidden, valid=weights)
         optimizer.zero_grad()

@@ -213,7 +213,7 @@ class Trainer:
                 images, targets = normalize(batch.image), normalize(batch.target)
                 with self._autocast():
                     pred = self.wrapped(
-                        images, targets, batch.patch_mask, **self._type_kwargs(batch)
+                        images, targets, batch.patch_mask, raw=True, **self._type_kwargs(batch)
                     )
                 loss = self._loss(pred, targets, batch)
                 self.scaler.scale(loss / cfg.accum_steps).backward()
@@ -229,12 +229,13 @@ class Trainer:
         return total
 
     def _loss(self, pred: torch.Tensor, targets: torch.Tensor, batch) -> torch.Tensor:
-        """The model's masked smooth-L1, plus the palette cross-entropy when configured."""
+        """The model's masked loss on its raw output ``pred``, plus the palette cross-entropy of
+        the painted canvas when configured."""
         weights = self._weights(batch)
         loss = self.model.loss(pred, targets, batch.patch_mask, weights)
         if self.config.palette_weight > 0:
             loss = loss + self.config.palette_weight * masked_palette_cross_entropy(
-                pred.float(),
+                self.model.to_canvas(pred).float(),
                 targets.float(),
                 batch.patch_mask,
                 patch_size=self.model.config.vit.patch_size,

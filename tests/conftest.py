@@ -18,6 +18,26 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sam_tiny():
+    """A seeded random ``sam_tiny`` promptable model in eval mode, shared by a module's tests:
+    a test that changes its weights builds its own."""
+    from painter.promptable import build_sam
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_sam("sam_tiny")
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """Native checkpoint of a seeded random ``seggpt_test`` model; copy it before changing it."""

@@ -35,21 +35,14 @@ from painter.promptable.transforms import (
     upscale_logits,
 )
 from painter.promptable.two_way import Attention
-from tests.promptable_helpers import HEIGHT, WIDTH, one_thread, rel_diff, scene  # noqa: F401
+from tests.promptable_helpers import HEIGHT, WIDTH, rel_diff, scene
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def model():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return build_sam("sam_tiny")
-
-
 @pytest.fixture
-def predictor(model):
-    predictor = PromptablePredictor(model, device="cpu")
+def predictor(sam_tiny):
+    predictor = PromptablePredictor(sam_tiny, device="cpu")
     predictor.set_image(scene())
     return predictor
 
@@ -168,11 +161,11 @@ def test_upscale_logits_equals_resize_crop_resize(image_size, low, input_size, o
 
 
 # -- predictor ------------------------------------------------------------------------------------
-def test_predict_caches_the_embedding(model, monkeypatch):
-    predictor = PromptablePredictor(model, device="cpu")
+def test_predict_caches_the_embedding(sam_tiny, monkeypatch):
+    predictor = PromptablePredictor(sam_tiny, device="cpu")
     calls = []
-    original = model.encode_images
-    monkeypatch.setattr(model, "encode_images", lambda x: calls.append(1) or original(x))
+    original = sam_tiny.encode_images
+    monkeypatch.setattr(sam_tiny, "encode_images", lambda x: calls.append(1) or original(x))
     predictor.set_image(scene())
     first = predictor.predict(points=[[30, 20]], labels=[1])
     second = predictor.predict(points=[[30, 20]], labels=[1])
@@ -184,15 +177,15 @@ def test_predict_caches_the_embedding(model, monkeypatch):
     assert first.best().shape == (1, HEIGHT, WIDTH)
 
 
-def test_predictor_equals_the_module_on_an_input_sized_image(model):
+def test_predictor_equals_the_module_on_an_input_sized_image(sam_tiny):
     image = scene(256, 256, seed=1)
-    predictor = PromptablePredictor(model, device="cpu")
+    predictor = PromptablePredictor(sam_tiny, device="cpu")
     predictor.set_image(image)
     result = predictor.predict(points=[[100, 40], [10, 200]], labels=[1, 0], multimask=False)
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     with torch.no_grad():
-        low, iou = model(
-            model.preprocess(pixels),
+        low, iou = sam_tiny(
+            sam_tiny.preprocess(pixels),
             points=torch.tensor([[[100.0, 40.0], [10.0, 200.0]]]),
             labels=torch.tensor([[1, 0]]),
             multimask=False,
@@ -220,11 +213,11 @@ def test_batched_ragged_and_feedback_prompts(predictor):
     assert box_only.scores.shape == (1, 3)
 
 
-def test_bfloat16_autocast_is_close_to_float32(model):
+def test_bfloat16_autocast_is_close_to_float32(sam_tiny):
     image = scene()
     results = []
     for dtype in ("float32", "bfloat16"):
-        predictor = PromptablePredictor(model, device="cpu", dtype=dtype)
+        predictor = PromptablePredictor(sam_tiny, device="cpu", dtype=dtype)
         predictor.set_image(image)
         results.append(predictor.predict(points=[[30, 20]], box=[10, 5, 70, 45]))
     full, half = results
@@ -264,9 +257,9 @@ def test_bad_prompts_say_what_to_fix(predictor, case):
         predictor.predict(**kwargs)
 
 
-def test_predict_before_set_image(model):
+def test_predict_before_set_image(sam_tiny):
     with pytest.raises(InputMismatchError, match="set_image"):
-        PromptablePredictor(model, device="cpu").predict(points=[[1, 1]])
+        PromptablePredictor(sam_tiny, device="cpu").predict(points=[[1, 1]])
 
 
 # -- automatic masks ------------------------------------------------------------------------------
@@ -326,8 +319,8 @@ class DiscPredictor(PromptablePredictor):
 
 
 @pytest.mark.parametrize("crop_layers, min_area", [(0, 0), (1, 30)])
-def test_automatic_pipeline_on_many_overlapping_masks(model, crop_layers, min_area):
-    predictor = DiscPredictor(model, device="cpu")
+def test_automatic_pipeline_on_many_overlapping_masks(sam_tiny, crop_layers, min_area):
+    predictor = DiscPredictor(sam_tiny, device="cpu")
     generator = AutomaticMaskGenerator(
         predictor,
         points_per_side=5,
@@ -479,17 +472,17 @@ def test_seggpt_checkpoint_is_refused_with_a_pointer(tiny_checkpoint, tmp_path):
         build_sam(checkpoint=tmp_path / "missing.pth")
 
 
-def test_official_file_of_a_variant_loads_under_its_name(model, tmp_path):
-    path = save_sam_official(model, tmp_path / "tiny.pth")
+def test_official_file_of_a_variant_loads_under_its_name(sam_tiny, tmp_path):
+    path = save_sam_official(sam_tiny, tmp_path / "tiny.pth")
     raw = read_sam_checkpoint(path)
     assert raw.config.name == "sam_tiny" and raw.format.value == "official"
     loaded = build_sam("sam_tiny", checkpoint=path)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), sam_tiny.parameters()))
 
 
-def test_sam_checkpoint_is_refused_by_seggpt(model, tmp_path):
+def test_sam_checkpoint_is_refused_by_seggpt(sam_tiny, tmp_path):
     from seggpt.loading import load_model
 
-    path = save_sam(model, tmp_path / "tiny_sam.safetensors")
+    path = save_sam(sam_tiny, tmp_path / "tiny_sam.safetensors")
     with pytest.raises(CheckpointError, match="build_sam"):
         load_model(path)

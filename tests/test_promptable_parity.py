@@ -20,7 +20,7 @@ from painter.promptable.checkpoint import (
     save_sam,
     save_sam_official,
 )
-from tests.promptable_helpers import one_thread, rel_diff  # noqa: F401
+from tests.promptable_helpers import rel_diff
 
 transformers = pytest.importorskip("transformers")
 

@@ -1,5 +1,6 @@
 """The promptable model on a tiny random variant: config, transforms, predictor, bad inputs,
-automatic masks, refinement and checkpoints (the CLIs: test_promptable_cli.py)."""
+automatic masks and refinement (the CLIs: test_promptable_cli.py; checkpoints:
+test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,15 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from painter.errors import CheckpointError, ConfigError, InputMismatchError, InvalidMaskError
+from painter.errors import ConfigError, InputMismatchError, InvalidMaskError
 from painter.promptable import (
     AutomaticMaskGenerator,
     PromptablePredictor,
     automatic,
-    build_sam,
     class_map,
     get_sam_config,
     list_sam_models,
-    read_sam_checkpoint,
     refine_mask,
-    save_sam,
-    save_sam_official,
 )
 from painter.promptable.config import SamConfig, sam_encoder
 from painter.promptable.refine import component_prompts
@@ -457,32 +454,3 @@ def test_seggpt_predictor_refiner_option(tiny_checkpoint, predictor):
     np.testing.assert_array_equal(refined.painted, raw.painted)
     expected = refine_mask(predictor, image, raw.mask, min_score=-1.0)
     np.testing.assert_array_equal(refined.mask, expected)
-
-
-# -- checkpoints ----------------------------------------------------------------------------------
-def test_seggpt_checkpoint_is_refused_with_a_pointer(tiny_checkpoint, tmp_path):
-    with pytest.raises(CheckpointError, match="seggpt.load_model"):
-        build_sam(checkpoint=tiny_checkpoint)
-    folder = tmp_path / "hf_seggpt"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "seggpt"}))
-    with pytest.raises(CheckpointError, match="seggpt.load_model"):
-        build_sam(checkpoint=folder)
-    with pytest.raises(CheckpointError, match="does not exist"):
-        build_sam(checkpoint=tmp_path / "missing.pth")
-
-
-def test_official_file_of_a_variant_loads_under_its_name(sam_tiny, tmp_path):
-    path = save_sam_official(sam_tiny, tmp_path / "tiny.pth")
-    raw = read_sam_checkpoint(path)
-    assert raw.config.name == "sam_tiny" and raw.format.value == "official"
-    loaded = build_sam("sam_tiny", checkpoint=path)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), sam_tiny.parameters()))
-
-
-def test_sam_checkpoint_is_refused_by_seggpt(sam_tiny, tmp_path):
-    from seggpt.loading import load_model
-
-    path = save_sam(sam_tiny, tmp_path / "tiny_sam.safetensors")
-    with pytest.raises(CheckpointError, match="build_sam"):
-        load_model(path)

@@ -18,6 +18,11 @@ from torch import nn
 def randomize_(module: nn.Module, seed: int) -> nn.Module:
     """Overwrite every floating parameter and persistent buffer of ``module`` in place."""
     gen = torch.Generator().manual_seed(seed)
+    norm_weights = {  # by module type too: a LayerNorm in a Sequential is just "neck.1"
+        f"{prefix}.weight"
+        for prefix, part in module.named_modules()
+        if "Norm" in type(part).__name__
+    }
     with torch.no_grad():
         for name, tensor in module.state_dict().items():  # shares storage with the module
             if not tensor.is_floating_point():
@@ -27,7 +32,7 @@ def randomize_(module: nn.Module, seed: int) -> nn.Module:
                 value = noise  # Fourier frequencies, std 1 as in the released SAM models
             elif "rel_pos" in name:
                 value = 0.2 * noise
-            elif "norm" in name and name.endswith("weight"):
+            elif name in norm_weights or ("norm" in name and name.endswith("weight")):
                 value = 1.0 + 0.1 * noise
             elif tensor.dim() >= 2 and name.endswith("weight"):
                 value = noise / math.sqrt(tensor[0].numel())  # linear, conv, embedding rows

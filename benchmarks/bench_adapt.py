@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
-from pathlib import Path
 
 import torch
+from harness import format_table, machine_header, machine_info, write_json
 
 from painter.promptable import build_sam
 from seggpt.training.promptable import ObjectSample, evaluate_prompts
@@ -79,16 +78,19 @@ def main(argv=None) -> dict:
         "first_losses": losses[:10],
         "last_losses": losses[-10:],
     }
-    print(f"{'shifted held-out':<22}{'box mIoU':>10}{'1-point mIoU':>14}")
-    print(f"{'unadapted':<22}{before['box_miou']:>10.3f}{before['one_point_miou']:>14.3f}")
-    print(f"{'adapted (LoRA)':<22}{after['box_miou']:>10.3f}{after['one_point_miou']:>14.3f}")
+    rows = [
+        [name, f"{scores['box_miou']:.3f}", f"{scores['one_point_miou']:.3f}"]
+        for name, scores in (("unadapted", before), ("adapted (LoRA)", after))
+    ]
+    print(format_table(["shifted held-out", "box mIoU", "1-point mIoU"], rows))
     print(
         f"gain: box {result['box_gain_points']:+.1f} points, point "
         f"{result['point_gain_points']:+.1f} points; {result['trained_parameters']} trained "
         f"parameters of {result['total_parameters']}; {seconds:.0f} s"
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    result["machine"] = machine_info()
+    print(machine_header(result["machine"]))
+    write_json(args.out, result)
     return result
 
 

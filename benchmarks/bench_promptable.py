@@ -19,57 +19,38 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness import Timing, format_table, machine_header, machine_info, measure, write_json
+from references import random_hf_sam
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-
-from painter.checkpoint import CheckpointFormat, RawCheckpoint, load_state_strict  # noqa: E402
-from painter.promptable import (  # noqa: E402
+from painter.checkpoint import CheckpointFormat, RawCheckpoint, load_state_strict
+from painter.promptable import (
     AutomaticMaskGenerator,
     PromptablePredictor,
     build_sam,
     get_sam_config,
 )
-from painter.promptable.checkpoint import config_from_hf, hf_to_native  # noqa: E402
-from painter.promptable.mask_decoder import MaskDecoder  # noqa: E402
-from painter.promptable.model import build_sam_from_config  # noqa: E402
-from painter.promptable.prompt_encoder import PromptEncoder  # noqa: E402
+from painter.promptable.checkpoint import config_from_hf, hf_to_native
+from painter.promptable.mask_decoder import MaskDecoder
+from painter.promptable.model import build_sam_from_config
+from painter.promptable.prompt_encoder import PromptEncoder
 
+ROOT = Path(__file__).resolve().parents[1]
 DECODER_GOAL_MS = 50.0
 
 
-def measure(fns, repeats: int, warmup: int = 2) -> list[dict]:
-    """Time each of ``fns``, their calls alternating so that all see the same machine load.
-
-    Per function: median wall time and median CPU time of this process (``process_time``; on
-    a shared CPU it excludes the time other processes held the core, so it estimates the
-    latency on an idle core), both in ms, and the single wall times.
-    """
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    walls: list[list[float]] = [[] for _ in fns]
-    cpus: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, wall, cpu in zip(fns, walls, cpus):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            cpu.append(1e3 * (time.process_time() - start_cpu))
-            wall.append(1e3 * (time.perf_counter() - start))
-    return [
-        dict(wall_ms=statistics.median(w), cpu_ms=statistics.median(c), wall_runs_ms=w)
-        for w, c in zip(walls, cpus)
-    ]
+def in_ms(timing: Timing) -> dict:
+    """Median wall and CPU time in ms (CPU: this process's, the idle-core estimate), and the
+    single wall times."""
+    return dict(
+        wall_ms=1e3 * timing.median_s,
+        cpu_ms=1e3 * timing.median_cpu_s,
+        wall_runs_ms=[1e3 * t for t in timing.wall_s],
+    )
 
 
 def keep_freed_memory() -> None:
@@ -80,36 +61,13 @@ def keep_freed_memory() -> None:
         raise RuntimeError("mallopt refused the settings")
 
 
-def random_hf_sam(config_kwargs: dict, seed: int, *, vision: bool):
-    """transformers SamModel with random weights (the vision encoder's only when ``vision``)."""
-    from transformers import SamConfig, SamModel
-
-    torch.manual_seed(seed)
-    model = SamModel(SamConfig(**config_kwargs)).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, tensor in model.named_parameters():
-            if name.startswith("vision_encoder.") and not vision:
-                continue
-            noise = torch.randn(tensor.shape, generator=gen)
-            if "positional_embedding" in name:
-                tensor.copy_(noise)
-            elif "norm" in name and name.endswith("weight"):
-                tensor.copy_(1 + 0.1 * noise)
-            elif tensor.dim() >= 2:
-                tensor.copy_(noise / tensor[0].numel() ** 0.5)
-            else:
-                tensor.copy_(0.1 * noise)
-    return model
-
-
 def rel_diff(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float((ours - ref).abs().max() / ref.abs().max())
 
 
 # -- 1. decoder ---------------------------------------------------------------------------------
 def bench_decoder(repeats: int) -> list[dict]:
-    hf = random_hf_sam({}, seed=0, vision=False)  # transformers' defaults: the ViT-B layout
+    hf = random_hf_sam(0)  # transformers' defaults: the ViT-B layout
     config = config_from_hf(hf.config.to_dict())
     with torch.device("meta"):  # the image encoder is never run here: keep it unallocated
         ours = build_sam_from_config(config)
@@ -173,12 +131,16 @@ def bench_decoder(repeats: int) -> list[dict]:
                     return hf(image_embeddings=embedding, **kw)
 
             diff = rel_diff(run_ours()[0].float(), run_hf().pred_masks[0].float())
-            ours_t, hf_t = measure([run_ours, run_hf], max(2, repeats // prompts * 2))
+            timings = measure([run_ours, run_hf], repeats=max(2, repeats // prompts * 2), warmup=2)
+            ours_t, hf_t = (in_ms(t) for t in timings)
             results.append(dict(case=name, prompts=prompts, ours=ours_t, hf=hf_t, rel_diff=diff))
     # the user-level path: arrays in, masks at the image's size out, embedding cached
     predictor = PromptablePredictor(ours, device="cpu", dtype="float32")
     predictor.set_image_embedding(embedding, (768, 1024))
-    [ours_t] = measure([lambda: predictor.predict(points=[[400, 300]], labels=[1])], repeats)
+    [timing] = measure(
+        [lambda: predictor.predict(points=[[400, 300]], labels=[1])], repeats=repeats, warmup=2
+    )
+    ours_t = in_ms(timing)
     results.append(
         dict(
             case="predictor.predict, 1 point -> 3 masks at 1024x768",
@@ -208,14 +170,14 @@ def bench_automatic(repeats: int) -> list[dict]:
             crop_n_layers=crops,
         )
         masks = generator.generate(image)
-        [timing] = measure([lambda g=generator: g.generate(image)], repeats, warmup=0)
+        [timing] = measure([lambda g=generator: g.generate(image)], repeats=repeats, warmup=0)
         results.append(
             dict(
                 points_per_side=side,
                 crop_layers=crops,
                 image=[192, 256],
-                seconds=timing["wall_ms"] / 1e3,
-                cpu_seconds=timing["cpu_ms"] / 1e3,
+                seconds=timing.median_s,
+                cpu_seconds=timing.median_cpu_s,
                 masks=len(masks),
             )
         )
@@ -250,12 +212,10 @@ def bench_encoder(variant: str) -> dict:
     pixels = torch.randn(
         1, 3, config.image_size, config.image_size, generator=torch.Generator().manual_seed(5)
     )
-    hf = random_hf_sam(hf_kwargs, seed=0, vision=True)
+    hf = random_hf_sam(0, **hf_kwargs)
     state = {k: v.clone() for k, v in hf.state_dict().items()}
     with torch.inference_mode():
-        start, start_cpu = time.perf_counter(), time.process_time()
-        ref = hf.get_image_embeddings(pixels)
-        hf_s, hf_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        [hf_t] = measure([lambda m=hf: m.get_image_embeddings(pixels)], repeats=1, warmup=0)
     hf_config = hf.config.to_dict()
     del hf
     gc.collect()
@@ -265,17 +225,15 @@ def bench_encoder(variant: str) -> dict:
     load_state_strict(ours, raw)
     del state
     with torch.inference_mode():
-        start, start_cpu = time.perf_counter(), time.process_time()
-        emb = ours.encode_images(pixels)
-        ours_s, ours_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        [ours_t] = measure([lambda: ours.encode_images(pixels)], repeats=1, warmup=0)
     return dict(
         variant=variant,
         image_size=config.image_size,
-        ours_s=ours_s,
-        hf_s=hf_s,
-        ours_cpu_s=ours_cpu,
-        hf_cpu_s=hf_cpu,
-        rel_diff=rel_diff(emb, ref),
+        ours_s=ours_t.median_s,
+        hf_s=hf_t.median_s,
+        ours_cpu_s=ours_t.median_cpu_s,
+        hf_cpu_s=hf_t.median_cpu_s,
+        rel_diff=rel_diff(ours_t.result, hf_t.result),
         note="one forward each, no warm-up",
     )
 
@@ -298,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.keep_freed_memory:
         keep_freed_memory()
-    load_start = os.getloadavg()[0]
+    start = machine_info()
+    print(machine_header(start) + " (at the start)")
 
     decoder = bench_decoder(args.repeats)
     gc.collect()  # the decoder part's transformers model holds a ViT-B
@@ -308,18 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{allocator}, ms"
     )
     print("wall = elapsed; CPU = this process's CPU time (the idle-core estimate)")
-    head = (
-        "case",
-        "ours wall",
-        "HF wall",
-        "ours CPU",
-        "HF CPU",
-        "ours/HF",
-        "CPU/prompt",
-        "rel diff",
-    )
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" for _ in head) + "|")
+    head = ["case", "ours wall", "HF wall", "ours CPU", "HF CPU", "ours/HF", "CPU/prompt"]
+    rows = []
     for row in decoder:
         ours_t, hf_t = row["ours"], row["hf"]
         cells = [row["case"], f"{ours_t['wall_ms']:.1f}", "-", f"{ours_t['cpu_ms']:.1f}", "-", "-"]
@@ -328,30 +277,29 @@ def main(argv: list[str] | None = None) -> int:
             cells[5] = f"{ours_t['cpu_ms'] / hf_t['cpu_ms']:.2f}"
         cells.append(f"{ours_t['cpu_ms'] / row['prompts']:.1f}")
         cells.append(f"{row['rel_diff']:.1e}" if row["rel_diff"] is not None else "-")
-        print("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    print(format_table([*head, "rel diff"], rows, markdown=True))
 
     automatic = bench_automatic(max(1, args.repeats // 10))
     print("\nAutomatic masks, sam_tiny (random weights, filters off), 256x192 image")
-    print("| points/side | crop layers | s/image wall | s/image CPU | masks |")
-    print("|---|---|---|---|---|")
-    for row in automatic:
-        print(
-            f"| {row['points_per_side']} | {row['crop_layers']} | {row['seconds']:.2f} | "
-            f"{row['cpu_seconds']:.2f} | {row['masks']} |"
-        )
+    head = ["points/side", "crop layers", "s/image wall", "s/image CPU", "masks"]
+    rows = [
+        [r["points_per_side"], r["crop_layers"], f"{r['seconds']:.2f}"]
+        + [f"{r['cpu_seconds']:.2f}", r["masks"]]
+        for r in automatic
+    ]
+    print(format_table(head, rows, markdown=True))
 
     encoder = None
     if args.encoder != "none":
         gc.collect()
         encoder = bench_encoder(args.encoder)
         print(f"\nImage encoder {encoder['variant']} at {encoder['image_size']} px, one forward")
-        print("| ours wall s | HF wall s | ours CPU s | HF CPU s | ours/HF (CPU) | rel diff |")
-        print("|---|---|---|---|---|---|")
-        print(
-            f"| {encoder['ours_s']:.2f} | {encoder['hf_s']:.2f} | {encoder['ours_cpu_s']:.2f} | "
-            f"{encoder['hf_cpu_s']:.2f} | {encoder['ours_cpu_s'] / encoder['hf_cpu_s']:.2f} | "
-            f"{encoder['rel_diff']:.1e} |"
-        )
+        head = ["ours wall s", "HF wall s", "ours CPU s", "HF CPU s", "ours/HF (CPU)", "rel diff"]
+        cells = [f"{encoder[k]:.2f}" for k in ("ours_s", "hf_s", "ours_cpu_s", "hf_cpu_s")]
+        cells += [f"{encoder['ours_cpu_s'] / encoder['hf_cpu_s']:.2f}"]
+        cells += [f"{encoder['rel_diff']:.1e}"]
+        print(format_table(head, [cells], markdown=True))
 
     compared = [r for r in decoder if r["hf"] is not None]
     targets = {
@@ -366,10 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, ok in targets.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    end = machine_info()
     print(
-        f"load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
-        f"(cores: {os.cpu_count()}); above the core count other processes shared the CPU, "
-        "so wall times are inflated"
+        machine_header(end) + " (at the end); above the core count other processes shared the "
+        "CPU, so wall times are inflated"
     )
     report = dict(
         decoder=decoder,
@@ -378,13 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         targets=targets,
         threads=args.threads,
         keep_freed_memory=args.keep_freed_memory,
-        torch=torch.__version__,
-        machine=platform.machine(),
-        load_average=[load_start, os.getloadavg()[0]],
+        machine=end,
+        load_average=[start["load_average"], end["load_average"]],
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_json(args.out, report)
     return 0
 
 

@@ -12,9 +12,9 @@ replacing every component and once only where the decoder's predicted IoU reache
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
+
+from harness import format_table, machine_header, machine_info, write_json
 
 from data_mixtures.eval_episodes import build_eval_episodes
 from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
@@ -72,16 +72,22 @@ def main(argv=None) -> dict:
         "refined_fb_iou": refined.fb_iou,
         "refine_ms_per_image": 1000 * seconds / max(len(episodes), 1),
     }
-    print(f"{'':<22}{'mIoU':>8}{'FB-IoU':>8}")
-    print(f"{'SegGPT (in-context)':<22}{plain.miou:>8.3f}{plain.fb_iou:>8.3f}")
-    print(f"{'+ refine, every comp.':<22}{ungated.miou:>8.3f}{ungated.fb_iou:>8.3f}")
-    print(f"{'+ refine, score gate':<22}{refined.miou:>8.3f}{refined.fb_iou:>8.3f}")
+    rows = [
+        [name, f"{scores.miou:.3f}", f"{scores.fb_iou:.3f}"]
+        for name, scores in (
+            ("SegGPT (in-context)", plain),
+            ("+ refine, every comp.", ungated),
+            ("+ refine, score gate", refined),
+        )
+    ]
+    print(format_table(["", "mIoU", "FB-IoU"], rows))
     print(
         f"gain (gated) {out['gain_points']:+.1f} mIoU points; "
         f"{out['refine_ms_per_image']:.0f} ms/image"
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    out["machine"] = machine_info()
+    print(machine_header(out["machine"]))
+    write_json(args.out, out)
     return out
 
 

@@ -12,12 +12,11 @@ images (another generator seed). Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from harness import format_table, machine_header, machine_info, write_json
 
 from painter.config import SegType
 from seggpt.loading import load_model
@@ -92,17 +91,17 @@ def main(argv=None) -> dict:
         "tuning_seconds": tuning_seconds,
         "held_out": args.held_out,
     }
-    print(f"{'prompt':<28}{'held-out mIoU':>14}")
-    print(f"{'best real example':<28}{baseline:>14.3f}")
-    print(f"{'tuned prompt':<28}{tuned_score:>14.3f}")
+    rows = [["best real example", f"{baseline:.3f}"], ["tuned prompt", f"{tuned_score:.3f}"]]
+    print(format_table(["prompt", "held-out mIoU"], rows))
     print(
         f"gain: {result['gain_points']:+.1f} mIoU points ({args.steps} steps, "
         f"{tuning_seconds:.0f} s)"
     )
     if args.save:
         print(f"tuned prompt: {tuned.save(args.save)}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    result["machine"] = machine_info()
+    print(machine_header(result["machine"]))
+    write_json(args.out, result)
     return result
 
 

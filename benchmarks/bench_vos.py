@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from harness import format_table, machine_header, machine_info, measure, write_json
 
 from data_mixtures.synthetic_video import SyntheticVideoConfig, synthetic_video
 from painter.ops import normalize, query_half_mask, stitch
@@ -38,14 +36,10 @@ MEMORY_MARGIN = 4 * 2**30  # bytes left free for everything else while the naive
 
 
 def _timed(fn, repeats: int) -> tuple[float, object]:
-    """Median seconds of ``repeats`` calls (one untimed warm-up first when repeats > 1)."""
-    result = fn() if repeats > 1 else None
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
+    """Median seconds of ``repeats`` calls (one untimed warm-up first when repeats > 1), and the
+    last call's result."""
+    [timing] = measure([fn], repeats=repeats, warmup=1 if repeats > 1 else 0)
+    return timing.median_s, timing.result
 
 
 def available_bytes() -> int | None:
@@ -127,16 +121,13 @@ def bench_variant(variant: str, *, memory: int, frames: int, repeats: int) -> di
 
 
 def table(rows: list[dict]) -> str:
-    head = (
-        f"{'variant':<18} {'P':>3} {'frames/s':>9} {'shared s':>9} {'naive s':>9} {'speed-up':>8}"
-    )
-    lines = [head]
-    for r in rows:
-        lines.append(
-            f"{r['variant']:<18} {r['prompts_per_frame']:>3} {r['frames_per_s']:>9.3f} "
-            f"{r['shared_query_s']:>9.3f} {r['naive_forward_s']:>9.3f} {r['speedup']:>7.2f}x"
-        )
-    return "\n".join(lines)
+    head = ["variant", "P", "frames/s", "shared s", "naive s", "speed-up"]
+    cells = [
+        [r["variant"], r["prompts_per_frame"], f"{r['frames_per_s']:.3f}"]
+        + [f"{r['shared_query_s']:.3f}", f"{r['naive_forward_s']:.3f}", f"{r['speedup']:.2f}x"]
+        for r in rows
+    ]
+    return format_table(head, cells)
 
 
 def main() -> None:
@@ -149,6 +140,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_vos.json")
     args = parser.parse_args()
+    print(machine_header(machine_info()) + " (at the start)")
     rows = []
     for variant in args.variants:
         repeats = 1 if "large" in variant else args.repeats
@@ -157,18 +149,11 @@ def main() -> None:
         print(table(rows[-1:]), flush=True)
     print()
     print(table(rows))
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "load_avg": os.getloadavg(),
-        "torch": torch.__version__,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    print(machine_header(machine) + " (at the end)")
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = {**previous.get("results", {}), **{r["variant"]: r for r in rows}}
-    args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, {"machine": machine, "results": results})
 
 
 if __name__ == "__main__":

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from harness import machine_header, machine_info, write_json
 
 from data_mixtures.openset import LookMode, OpenSetConfig, OpenSetSource
 from painter.losses import foreground_weights, masked_palette_cross_entropy
@@ -131,8 +130,9 @@ def main(argv=None) -> dict:
             print(f"step {step + 1:4d}  loss {loss.item():.3f}  IoU(last 25) {rows[-1]['iou']:.3f}")
             inter = union = 0
     result = {**vars(args), "seconds": time.time() - start, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    result["machine"] = machine_info()
+    print(machine_header(result["machine"]))
+    write_json(args.out, result)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,66 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sam_tiny():
+    """A seeded random ``sam_tiny`` promptable model in eval mode, shared by a module's tests:
+    a test that changes its weights builds its own."""
+    from painter.promptable import build_sam
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_sam("sam_tiny")
+
+
+@pytest.fixture(scope="session")
+def meta_pair(tmp_path_factory):
+    """Meta's segment_anything SAM at a small size with every tensor random (192 px; a 96-wide,
+    3-block encoder, 5 x 5 windows, block 1 global; a 64-wide decoder with 8 heads), its state
+    dict saved as a .pth file, and ours loaded from that file: (sam, ours, path)."""
+    pytest.importorskip("segment_anything")
+    from benchmarks.references import random_meta_sam
+    from painter.promptable import build_sam
+
+    sam = random_meta_sam(
+        3,
+        image_size=192,
+        embed_dim=96,
+        depth=3,
+        num_heads=3,
+        window_size=5,
+        global_blocks=(1,),
+        prompt_embed_dim=64,
+        decoder_mlp_dim=128,
+        decoder_heads=8,
+    )
+    path = tmp_path_factory.mktemp("meta_sam") / "sam_small.pth"
+    torch.save(sam.state_dict(), path)
+    return sam, build_sam(checkpoint=path), path
+
+
+@pytest.fixture
+def error_line(capsys) -> Callable[[], str]:
+    """Reads what a CLI wrote to stderr so far: exactly one ``error:`` line, no traceback."""
+
+    def read() -> str:
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, err
+        return lines[0]
+
+    return read
 
 
 @pytest.fixture(scope="session")

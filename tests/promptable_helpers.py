@@ -1,9 +1,8 @@
-"""Shared pieces of the promptable-model tests."""
+"""Shared helpers of the promptable-model tests (their fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 HEIGHT, WIDTH = 90, 140  # resized to 165 x 256 inside the 256 x 256 input
@@ -17,15 +16,6 @@ def scene(height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> np.ndarray
     yy, xx = np.mgrid[:height, :width]
     image[(yy - 60) ** 2 + (xx - 100) ** 2 < 15**2] = (20, 20, 160)
     return image
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """One intra-op thread: these tensors are small, and two threads only contend on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_sam_config():

@@ -1,20 +1,16 @@
-"""Bad and odd inputs to the predictor and the loader: typed errors whose messages say what to
-fix, and odd-but-valid images that just work."""
+"""Bad and odd inputs to the predictor: typed errors whose messages say what to fix, and
+odd-but-valid images that just work (bad checkpoints: test_checkpoint.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import seggpt.loading
-from painter.checkpoint import save_hf, save_official
 from painter.errors import (
-    CheckpointError,
     ConfigError,
     InputMismatchError,
     InvalidImageError,
@@ -22,10 +18,6 @@ from painter.errors import (
 )
 from seggpt import SegGPTPredictor, load_model
 from seggpt.coloring import MAX_CLASSES
-
-
-class NotATensor:
-    """Pickled into a checkpoint; weights_only loading must refuse it."""
 
 
 def _noise(shape: tuple[int, ...], seed: int = 0, dtype=np.uint8) -> np.ndarray:
@@ -130,84 +122,3 @@ def test_unknown_device(tiny_checkpoint):
 def test_cuda_asked_for_without_cuda(tiny_checkpoint):
     with pytest.raises(ConfigError, match="CUDA is not available; use cpu"):
         SegGPTPredictor(load_model(tiny_checkpoint), device="cuda")
-
-
-# -- checkpoints --------------------------------------------------------------------------------
-def test_checkpoint_with_unrelated_keys(tmp_path):
-    torch.save(
-        {"encoder.weight": torch.zeros(3, 3), "head.bias": torch.zeros(3)}, tmp_path / "x.pt"
-    )
-    with pytest.raises(CheckpointError, match="not a SegGPT/Painter checkpoint"):
-        load_model(tmp_path / "x.pt")
-
-
-def test_sam_checkpoint(tmp_path):
-    state = {"image_encoder.patch_embed.proj.weight": torch.zeros(8, 3, 16, 16)}
-    torch.save(state, tmp_path / "sam_vit_b.pth")
-    with pytest.raises(CheckpointError, match="SAM checkpoint.*build_sam"):
-        load_model(tmp_path / "sam_vit_b.pth")
-
-
-def test_official_checkpoint_missing_a_key_names_it(tmp_path, tiny_checkpoint):
-    model = load_model(tiny_checkpoint)
-    save_official(model.state_dict(), tmp_path / "official.pth", config=model.config)
-    payload = torch.load(tmp_path / "official.pth", weights_only=True)
-    del payload["model"]["blocks.1.norm1.weight"]
-    torch.save(payload, tmp_path / "official.pth")
-    with pytest.raises(
-        CheckpointError, match=r"1 missing \['backbone\.blocks\.1\.norm1\.weight'\]"
-    ):
-        load_model(tmp_path / "official.pth")
-
-
-def test_official_checkpoint_whose_shapes_fit_no_model(tmp_path, tiny_checkpoint):
-    """Without its config, a 4-block file cannot be inferred: CheckpointError, not ConfigError."""
-    save_official(load_model(tiny_checkpoint).state_dict(), tmp_path / "official.pth")
-    with pytest.raises(CheckpointError, match="cannot infer the architecture"):
-        load_model(tmp_path / "official.pth")
-
-
-def test_pickled_python_object_is_refused(tmp_path):
-    torch.save({"model": NotATensor()}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="weights_only.*NotATensor.*re-save"):
-        load_model(tmp_path / "evil.pth")
-
-
-def test_missing_demo_model_says_how_to_build_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(seggpt.loading, "DEMO_CHECKPOINT", tmp_path / "demo.safetensors")
-    with pytest.raises(CheckpointError, match="make demo-model"):
-        load_model("demo")
-
-
-@pytest.mark.parametrize(
-    ("hub_id", "files"),
-    [("BAAI/SegGPT", "seggpt_vit_large.pth"), ("BAAI/seggpt-vit-large", "config.json, model")],
-)
-def test_hub_id_offline_names_the_files_to_download(tmp_path, monkeypatch, hub_id, files):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(CheckpointError, match=f"download {files}.*huggingface.co/{hub_id}"):
-        load_model(hub_id)
-
-
-def test_mistyped_local_file_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match="runs/model.safetensors does not exist"):
-        load_model("runs/model.safetensors")
-
-
-def test_tiny_checkpoint_with_a_large_variant(tiny_checkpoint):
-    with pytest.raises(CheckpointError, match="does not hold a seggpt_vit_base model"):
-        load_model(tiny_checkpoint, variant="seggpt_vit_base")
-
-
-@pytest.mark.parametrize(
-    ("damage", "word"),
-    [("model.safetensors", "not a readable safetensors file"), ("config.json", "not valid JSON")],
-)
-def test_damaged_transformers_folder(tmp_path, tiny_checkpoint, damage, word):
-    model = load_model(tiny_checkpoint)
-    save_hf(model.state_dict(), model.config, tmp_path / "hf")
-    (tmp_path / "hf" / damage).write_bytes(b"{\x00 damaged")
-    with pytest.raises(CheckpointError, match=word):
-        load_model(tmp_path / "hf")

@@ -1,4 +1,5 @@
-"""End-to-end tests of tools.infer and tools.convert_checkpoint on a tiny random model."""
+"""End-to-end tests of tools.infer on a tiny random model (tools.convert_checkpoint:
+test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from safetensors.torch import load_file
 
-from painter.checkpoint import CheckpointFormat, read_checkpoint
-from painter.config import SegType
 from painter.io import load_mask
-from painter.ops import query_half_mask
-from seggpt.loading import load_model
-from tools import convert_checkpoint, infer
+from tools import infer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,32 +126,24 @@ def test_output_names_tell_clashing_files_apart():
     assert len(set(names)) == len(names)
 
 
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 def test_missing_prompt_mask_exits_2_with_one_line(
-    tmp_path, tiny_checkpoint, prompt, query_dir, capsys
+    tmp_path, tiny_checkpoint, prompt, query_dir, error_line
 ):
     missing = (prompt[0], tmp_path / "no_such_mask.png")
     assert infer.main(_infer_args(tiny_checkpoint, missing, tmp_path / "out", query_dir)) == 2
-    line = _error_line(capsys)
+    line = error_line()
     assert "no_such_mask.png" in line and "no such file" in line
     assert not (tmp_path / "out").exists()
 
 
 def test_prompt_size_mismatch_exits_2_with_one_line(
-    tmp_path, tiny_checkpoint, prompt, query_dir, capsys
+    tmp_path, tiny_checkpoint, prompt, query_dir, error_line
 ):
     Image.fromarray(np.ones((30, 30), dtype=np.uint8)).save(tmp_path / "small_mask.png")
     bad_prompt = (prompt[0], tmp_path / "small_mask.png")
     args = _infer_args(tiny_checkpoint, bad_prompt, tmp_path / "out", query_dir)
     assert infer.main(args) == 2
-    assert "must match" in _error_line(capsys)
+    assert "must match" in error_line()
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch: seconds on a busy machine
@@ -169,84 +156,7 @@ def test_infer_module_reports_errors_without_traceback(tmp_path, prompt):
     assert done.stderr.strip().startswith("error: query") and "\n" not in done.stderr.strip()
 
 
-# -- convert_checkpoint -------------------------------------------------------------------------
-def _outputs(model: torch.nn.Module, seed: int = 0) -> torch.Tensor:
-    """(1, 3, H, W) painted canvas of ``model`` for a seeded random prompt/query pair."""
-    gen = torch.Generator().manual_seed(seed)
-    height, width = model.config.canvas_size
-    images, targets = (torch.randn(1, 3, height, width, generator=gen) for _ in range(2))
-    with torch.no_grad():
-        return model(images, targets, query_half_mask(1, model.config.grid), seg_type=SegType(0))
-
-
-def test_convert_round_trip_native_official_hf_native(tmp_path, tiny_checkpoint, capsys):
-    steps = [("official", "m.pth"), ("hf", "hf_dir"), ("native", "back.safetensors")]
-    src = tiny_checkpoint
-    for fmt, name in steps:
-        assert convert_checkpoint.main([str(src), str(tmp_path / name), "--to", fmt]) == 0
-        src = tmp_path / name
-    assert read_checkpoint(tmp_path / "m.pth").format is CheckpointFormat.OFFICIAL
-    before, after = load_file(tiny_checkpoint), load_file(tmp_path / "back.safetensors")
-    assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    original, converted = load_model(tiny_checkpoint), load_model(tmp_path / "back.safetensors")
-    assert original.config == converted.config
-    assert torch.equal(_outputs(original), _outputs(converted))
-    assert "wrote" in capsys.readouterr().out
-
-
-def test_converted_hf_dir_loads_in_transformers_and_agrees(tmp_path, tiny_checkpoint):
-    transformers = pytest.importorskip("transformers")
-    assert convert_checkpoint.main([str(tiny_checkpoint), str(tmp_path / "hf"), "--to", "hf"]) == 0
-    hf, info = transformers.SegGptForImageSegmentation.from_pretrained(
-        tmp_path / "hf", output_loading_info=True
-    )
-    assert not info["missing_keys"] and not info["unexpected_keys"]
-    ours = load_model(tiny_checkpoint)
-    gen = torch.Generator().manual_seed(1)
-    height, width = ours.config.half_size
-    query, prompt, mask = (torch.randn(1, 3, height, width, generator=gen) for _ in range(3))
-    with torch.no_grad():
-        ref = hf.eval()(
-            pixel_values=query,
-            prompt_pixel_values=prompt,
-            prompt_masks=mask,
-            embedding_type="instance",
-        ).pred_masks
-        out = ours(
-            torch.cat([prompt, query], dim=2),
-            torch.cat([mask, mask], dim=2),
-            query_half_mask(1, ours.config.grid),
-            seg_type=SegType.INSTANCE,
-        )
-    assert ((out - ref).abs().max() / ref.abs().max()).item() <= 1e-4
-
-
-@pytest.mark.parametrize(
-    ("fmt", "name", "word"),
-    [
-        ("native", "m.pth", "safetensors"),
-        ("official", "m.safetensors", ".pth"),
-        ("hf", "f.txt", "folder"),
-    ],
-)
-def test_convert_refuses_destinations_read_back_as_another_format(
-    tmp_path, tiny_checkpoint, capsys, fmt, name, word
-):
-    (tmp_path / "f.txt").write_text("a file")
-    assert convert_checkpoint.main([str(tiny_checkpoint), str(tmp_path / name), "--to", fmt]) == 2
-    assert word in _error_line(capsys)
-
-
-def test_convert_of_a_missing_source_exits_2(tmp_path, capsys):
-    missing = str(tmp_path / "nothing.pth")
-    assert (
-        convert_checkpoint.main([missing, str(tmp_path / "o.safetensors"), "--to", "native"]) == 2
-    )
-    assert "does not exist" in _error_line(capsys)
-
-
-def test_out_that_is_a_file_exits_2(tmp_path, tiny_checkpoint, prompt, query_dir, capsys):
+def test_out_that_is_a_file_exits_2(tmp_path, tiny_checkpoint, prompt, query_dir, error_line):
     (tmp_path / "taken").write_text("a file")
     assert infer.main(_infer_args(tiny_checkpoint, prompt, tmp_path / "taken", query_dir)) == 2
-    assert "taken" in _error_line(capsys)
+    assert "taken" in error_line()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.references import random_hf_seggpt
 from painter.ops import query_half_mask
 from seggpt.ensemble import average_query_half, tile_grid
 from seggpt.loading import build_model, load_model
-from tests.hf_reference import random_hf_seggpt
 from tests.test_parity_hf import SMALL, _rel
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.references import random_hf_seggpt
 from painter.checkpoint import CheckpointFormat, convert_keys, save_official
 from painter.config import SegType
 from painter.ops import query_half_mask
 from seggpt.loading import load_model
-from tests.hf_reference import random_hf_seggpt
 
 SMALL = dict(
     hidden_size=192,

@@ -1,5 +1,6 @@
-"""The promptable model on a tiny random variant: config, transforms, predictor, bad inputs,
-automatic masks, refinement and checkpoints (the CLIs: test_promptable_cli.py)."""
+"""The promptable model on a tiny random variant: config, predictor, bad inputs, automatic masks
+and refinement (attention orders and transforms: test_promptable_parts.py; the CLIs:
+test_promptable_cli.py; checkpoints: test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -8,93 +9,33 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 
-from painter.errors import CheckpointError, ConfigError, InputMismatchError, InvalidMaskError
+from painter.errors import ConfigError, InputMismatchError, InvalidMaskError
 from painter.promptable import (
     AutomaticMaskGenerator,
     PromptablePredictor,
     automatic,
-    build_sam,
     class_map,
     get_sam_config,
     list_sam_models,
-    read_sam_checkpoint,
     refine_mask,
-    save_sam,
-    save_sam_official,
 )
 from painter.promptable.config import SamConfig, sam_encoder
 from painter.promptable.refine import component_prompts
 from painter.promptable.transforms import (
-    image_to_input_coords,
-    masks_to_boxes,
-    normalize_and_pad,
-    resized_size,
     upscale_logits,
 )
-from painter.promptable.two_way import Attention
-from tests.promptable_helpers import HEIGHT, WIDTH, one_thread, rel_diff, scene  # noqa: F401
+from tests.promptable_helpers import HEIGHT, WIDTH, scene
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def model():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return build_sam("sam_tiny")
-
-
 @pytest.fixture
-def predictor(model):
-    predictor = PromptablePredictor(model, device="cpu")
+def predictor(sam_tiny):
+    predictor = PromptablePredictor(sam_tiny, device="cpu")
     predictor.set_image(scene())
     return predictor
-
-
-# -- decoder attention ----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "dim, heads, rate, n_q, n_k",
-    [
-        (64, 4, 2, 7, 300),  # prompt tokens -> image grid: the re-associated few-queries order
-        (64, 4, 2, 300, 5),  # image grid -> prompt tokens: the few-keys order
-        (48, 2, 1, 3, 40),  # head width 24, no downsampling
-        (64, 4, 2, 20, 300),  # more tokens than a head has channels: the standard order
-        (64, 4, 2, 6, 6),  # token self-attention: the standard order
-    ],
-)
-def test_every_attention_order_computes_the_same_function(dim, heads, rate, n_q, n_k):
-    torch.manual_seed(0)
-    attention = Attention(dim, heads, rate)
-    with torch.no_grad():
-        for p in attention.parameters():  # biases too, so the dropped key bias is exercised
-            p.normal_(0.0, 0.3)
-    inputs = [torch.randn(2, n, dim, requires_grad=True) for n in (n_q, n_k, n_k)]
-    cotangent = torch.randn(2, n_q, dim)
-    names = ["q", "k", "v"] + [name for name, _ in attention.named_parameters()]
-    results = {}
-    for order in ("_standard", "_few_queries", "_few_keys", "forward"):
-        attention.zero_grad()
-        for x in inputs:
-            x.grad = None
-        out = getattr(attention, order)(*inputs)
-        (out * cotangent).sum().backward()
-        grads = [x.grad for x in inputs] + [p.grad for p in attention.parameters()]
-        results[order] = (out.detach(), dict(zip(names, grads)))
-    ref_out, ref_grads = results.pop("_standard")
-    assert ref_out.abs().max() > 0.1
-    scale = max(float(g.abs().max()) for g in ref_grads.values())
-    for order, (out, grads) in results.items():
-        assert rel_diff(out, ref_out) <= 1e-5, order
-        for name, want in ref_grads.items():
-            got = grads[name]
-            if name == "k_proj.bias":  # shifts every key of a query alike: no effect, no gradient
-                for grad in (got, want):
-                    assert grad is None or grad.abs().max() <= 1e-5 * scale, order
-            else:
-                assert rel_diff(got, want) <= 1e-5, (order, name)
 
 
 # -- config and registry --------------------------------------------------------------------------
@@ -127,52 +68,12 @@ def test_vit_b_matches_meta_layout_without_running_it():
     assert parameters == 93_735_472  # 93.7M, as published
 
 
-# -- pure transforms ----------------------------------------------------------------------------
-def test_transforms():
-    assert resized_size((480, 640), 1024) == (768, 1024)
-    assert resized_size((HEIGHT, WIDTH), 256) == (165, 256)
-    coords = image_to_input_coords(torch.tensor([[70.0, 45.0]]), (90, 140), (165, 256))
-    assert torch.allclose(coords, torch.tensor([[128.0, 82.5]]))
-    pixels = torch.full((1, 3, 2, 3), 255.0)
-    out = normalize_and_pad(pixels, torch.zeros(3), torch.full((3,), 255.0), 4)
-    assert out.shape == (1, 3, 4, 4) and out[0, 0, :2, :3].eq(1).all()
-    assert out[..., 2:, :].eq(0).all() and out[..., :, 3:].eq(0).all()  # bottom/right padding
-    low = torch.zeros(1, 1, 8, 8)
-    low[..., :4, :] = 5.0  # positive over the top half of the padded input
-    up = upscale_logits(low, input_size=(16, 32), original_size=(4, 8), image_size=32)
-    assert up.shape == (1, 1, 4, 8) and up.gt(0).all()  # the image covers only the top half
-    boxes = masks_to_boxes(torch.tensor([[[0, 1, 1], [0, 0, 1]], [[0, 0, 0], [0, 0, 0]]]).bool())
-    assert boxes.tolist() == [[1, 0, 2, 1], [0, 0, 0, 0]]
-
-
-@pytest.mark.parametrize(
-    "image_size, low, input_size, original_size",
-    [
-        (64, 16, (48, 64), (480, 640)),  # landscape, upscaled back to a larger photo
-        (64, 16, (64, 37), (64, 37)),  # portrait at the input size: no second resize
-        (64, 16, (64, 64), (20, 20)),  # square, downscaled
-        (1024, 256, (768, 1024), (768, 1024)),  # SAM's 1024 input and a 4:3 image
-        (96, 32, (50, 96), (101, 193)),  # a scale of 3
-    ],
-)
-def test_upscale_logits_equals_resize_crop_resize(image_size, low, input_size, original_size):
-    logits = torch.randn(2, 3, low, low, generator=torch.Generator().manual_seed(0))
-    padded = F.interpolate(logits, (image_size, image_size), mode="bilinear", align_corners=False)
-    cropped = padded[..., : input_size[0], : input_size[1]]
-    want = F.interpolate(cropped, original_size, mode="bilinear", align_corners=False)
-    got = upscale_logits(
-        logits, input_size=input_size, original_size=original_size, image_size=image_size
-    )
-    assert got.shape == want.shape == (2, 3, *original_size)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-
-
 # -- predictor ------------------------------------------------------------------------------------
-def test_predict_caches_the_embedding(model, monkeypatch):
-    predictor = PromptablePredictor(model, device="cpu")
+def test_predict_caches_the_embedding(sam_tiny, monkeypatch):
+    predictor = PromptablePredictor(sam_tiny, device="cpu")
     calls = []
-    original = model.encode_images
-    monkeypatch.setattr(model, "encode_images", lambda x: calls.append(1) or original(x))
+    original = sam_tiny.encode_images
+    monkeypatch.setattr(sam_tiny, "encode_images", lambda x: calls.append(1) or original(x))
     predictor.set_image(scene())
     first = predictor.predict(points=[[30, 20]], labels=[1])
     second = predictor.predict(points=[[30, 20]], labels=[1])
@@ -184,15 +85,15 @@ def test_predict_caches_the_embedding(model, monkeypatch):
     assert first.best().shape == (1, HEIGHT, WIDTH)
 
 
-def test_predictor_equals_the_module_on_an_input_sized_image(model):
+def test_predictor_equals_the_module_on_an_input_sized_image(sam_tiny):
     image = scene(256, 256, seed=1)
-    predictor = PromptablePredictor(model, device="cpu")
+    predictor = PromptablePredictor(sam_tiny, device="cpu")
     predictor.set_image(image)
     result = predictor.predict(points=[[100, 40], [10, 200]], labels=[1, 0], multimask=False)
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     with torch.no_grad():
-        low, iou = model(
-            model.preprocess(pixels),
+        low, iou = sam_tiny(
+            sam_tiny.preprocess(pixels),
             points=torch.tensor([[[100.0, 40.0], [10.0, 200.0]]]),
             labels=torch.tensor([[1, 0]]),
             multimask=False,
@@ -220,11 +121,11 @@ def test_batched_ragged_and_feedback_prompts(predictor):
     assert box_only.scores.shape == (1, 3)
 
 
-def test_bfloat16_autocast_is_close_to_float32(model):
+def test_bfloat16_autocast_is_close_to_float32(sam_tiny):
     image = scene()
     results = []
     for dtype in ("float32", "bfloat16"):
-        predictor = PromptablePredictor(model, device="cpu", dtype=dtype)
+        predictor = PromptablePredictor(sam_tiny, device="cpu", dtype=dtype)
         predictor.set_image(image)
         results.append(predictor.predict(points=[[30, 20]], box=[10, 5, 70, 45]))
     full, half = results
@@ -264,9 +165,9 @@ def test_bad_prompts_say_what_to_fix(predictor, case):
         predictor.predict(**kwargs)
 
 
-def test_predict_before_set_image(model):
+def test_predict_before_set_image(sam_tiny):
     with pytest.raises(InputMismatchError, match="set_image"):
-        PromptablePredictor(model, device="cpu").predict(points=[[1, 1]])
+        PromptablePredictor(sam_tiny, device="cpu").predict(points=[[1, 1]])
 
 
 # -- automatic masks ------------------------------------------------------------------------------
@@ -326,8 +227,8 @@ class DiscPredictor(PromptablePredictor):
 
 
 @pytest.mark.parametrize("crop_layers, min_area", [(0, 0), (1, 30)])
-def test_automatic_pipeline_on_many_overlapping_masks(model, crop_layers, min_area):
-    predictor = DiscPredictor(model, device="cpu")
+def test_automatic_pipeline_on_many_overlapping_masks(sam_tiny, crop_layers, min_area):
+    predictor = DiscPredictor(sam_tiny, device="cpu")
     generator = AutomaticMaskGenerator(
         predictor,
         points_per_side=5,
@@ -464,32 +365,3 @@ def test_seggpt_predictor_refiner_option(tiny_checkpoint, predictor):
     np.testing.assert_array_equal(refined.painted, raw.painted)
     expected = refine_mask(predictor, image, raw.mask, min_score=-1.0)
     np.testing.assert_array_equal(refined.mask, expected)
-
-
-# -- checkpoints ----------------------------------------------------------------------------------
-def test_seggpt_checkpoint_is_refused_with_a_pointer(tiny_checkpoint, tmp_path):
-    with pytest.raises(CheckpointError, match="seggpt.load_model"):
-        build_sam(checkpoint=tiny_checkpoint)
-    folder = tmp_path / "hf_seggpt"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "seggpt"}))
-    with pytest.raises(CheckpointError, match="seggpt.load_model"):
-        build_sam(checkpoint=folder)
-    with pytest.raises(CheckpointError, match="does not exist"):
-        build_sam(checkpoint=tmp_path / "missing.pth")
-
-
-def test_official_file_of_a_variant_loads_under_its_name(model, tmp_path):
-    path = save_sam_official(model, tmp_path / "tiny.pth")
-    raw = read_sam_checkpoint(path)
-    assert raw.config.name == "sam_tiny" and raw.format.value == "official"
-    loaded = build_sam("sam_tiny", checkpoint=path)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters()))
-
-
-def test_sam_checkpoint_is_refused_by_seggpt(model, tmp_path):
-    from seggpt.loading import load_model
-
-    path = save_sam(model, tmp_path / "tiny_sam.safetensors")
-    with pytest.raises(CheckpointError, match="build_sam"):
-        load_model(path)

@@ -19,7 +19,6 @@ from painter.promptable.adapt import (
     wesam_loss,
 )
 from painter.promptable.predictor import PromptTensors
-from tests.promptable_helpers import one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from painter.promptable import automatic
-from tests.promptable_helpers import HEIGHT, WIDTH, one_thread, scene  # noqa: F401
+from tests.promptable_helpers import HEIGHT, WIDTH, scene
 from tools import auto_masks
 from tools import promptable as promptable_cli
 

@@ -19,7 +19,6 @@ from painter.promptable.losses import (
     promptable_loss,
     sigmoid_focal_loss,
 )
-from tests.promptable_helpers import one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,19 +8,13 @@ build_sam; the same prompts then have to give the same low-resolution logits and
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 
-from painter.errors import CheckpointError
+from benchmarks.references import random_hf_sam
 from painter.promptable import build_sam
-from painter.promptable.checkpoint import (
-    read_sam_checkpoint,
-    save_sam,
-    save_sam_official,
-)
-from tests.promptable_helpers import one_thread, rel_diff  # noqa: F401
+from tests.promptable_helpers import rel_diff
 
 transformers = pytest.importorskip("transformers")
 
@@ -47,33 +41,10 @@ HF_CONFIG = dict(
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def randomize_(module: torch.nn.Module, seed: int) -> None:
-    """Every parameter and floating buffer random, with magnitudes that keep activations sane."""
-    gen = torch.Generator().manual_seed(seed)
-    tensors = dict(module.named_parameters())
-    tensors.update((n, b) for n, b in module.named_buffers() if b.is_floating_point())
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            noise = torch.randn(tensor.shape, generator=gen)
-            if "gaussian" in name or "positional_embedding" in name:
-                value = noise  # Fourier frequencies, std 1 as in the released models
-            elif "rel_pos" in name:
-                value = 0.2 * noise
-            elif "norm" in name and name.endswith("weight"):
-                value = 1.0 + 0.1 * noise
-            elif tensor.dim() >= 2:
-                value = noise / math.sqrt(tensor[0].numel())
-            else:
-                value = 0.1 * noise
-            tensor.copy_(value)
-
-
 @pytest.fixture(scope="module")
 def hf_pair(tmp_path_factory):
     """(transformers model, our model loaded from its save_pretrained folder, folder)."""
-    torch.manual_seed(0)
-    hf = transformers.SamModel(transformers.SamConfig(**HF_CONFIG)).eval()
-    randomize_(hf, seed=1)
+    hf = random_hf_sam(1, **HF_CONFIG)
     folder = tmp_path_factory.mktemp("hf_sam")
     hf.save_pretrained(folder)
     return hf, build_sam(checkpoint=folder), folder
@@ -148,49 +119,7 @@ def test_config_comes_from_config_json(hf_pair):
     assert json.loads((folder / "config.json").read_text())["model_type"] == "sam"
 
 
-# -- Meta's code ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def meta_pair(tmp_path_factory):
-    """(segment_anything Sam, ours loaded from its state dict saved as .pth)."""
-    modeling = pytest.importorskip("segment_anything.modeling")
-    from functools import partial
-
-    torch.manual_seed(0)
-    sam = modeling.Sam(
-        image_encoder=modeling.ImageEncoderViT(
-            img_size=IMAGE,
-            embed_dim=96,
-            depth=3,
-            num_heads=3,
-            out_chans=64,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=5,
-            global_attn_indexes=(1,),
-        ),
-        prompt_encoder=modeling.PromptEncoder(
-            embed_dim=64,
-            image_embedding_size=(GRID, GRID),
-            input_image_size=(IMAGE, IMAGE),
-            mask_in_chans=16,
-        ),
-        mask_decoder=modeling.MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=modeling.TwoWayTransformer(
-                depth=2, embedding_dim=64, mlp_dim=128, num_heads=8
-            ),
-            transformer_dim=64,
-            iou_head_depth=3,
-            iou_head_hidden_dim=64,
-        ),
-    ).eval()
-    randomize_(sam, seed=3)
-    path = tmp_path_factory.mktemp("meta_sam") / "sam_small.pth"
-    torch.save(sam.state_dict(), path)
-    return sam, build_sam(checkpoint=path), path
-
-
+# -- Meta's code (the meta_pair fixture: conftest.py) ---------------------------------------------
 @pytest.mark.parametrize("multimask", [True, False])
 def test_matches_meta_sam(meta_pair, multimask):
     sam, ours, _ = meta_pair
@@ -233,32 +162,3 @@ def test_meta_points_only_get_the_padding_point(meta_pair):
         sparse, _ = ours.prompt_encoder(points=data["points"], labels=data["labels"])
     assert sparse.shape == ref_sparse.shape == (2, 4, 64)
     assert rel_diff(sparse, ref_sparse) <= RTOL
-
-
-def test_official_and_native_round_trip(meta_pair, tmp_path):
-    _, ours, _ = meta_pair
-    official = save_sam_official(ours, tmp_path / "again.pth")
-    native = save_sam(ours, tmp_path / "again.safetensors")
-    reference = ours.state_dict()
-    for path in (official, native):
-        state = build_sam(checkpoint=path).state_dict()
-        assert state.keys() == reference.keys()
-        assert all(torch.equal(state[k], reference[k]) for k in reference)
-    raw = read_sam_checkpoint(official)
-    assert raw.config.decoder_heads == 8 and raw.config.encoder.global_attn_blocks == (1,)
-
-
-def test_variant_must_match_the_checkpoint(meta_pair):
-    _, _, path = meta_pair
-    with pytest.raises(CheckpointError, match="does not hold a sam_tiny"):
-        build_sam("sam_tiny", checkpoint=path)
-
-
-def test_damaged_checkpoint_is_refused(meta_pair, tmp_path):
-    sam, _, _ = meta_pair
-    state = sam.state_dict()
-    state.pop("mask_decoder.iou_token.weight")
-    state["mask_decoder.extra.weight"] = torch.zeros(1)
-    torch.save(state, tmp_path / "damaged.pth")
-    with pytest.raises(CheckpointError, match="1 missing .*1 unexpected"):
-        build_sam(checkpoint=tmp_path / "damaged.pth")

@@ -30,6 +30,7 @@ def require(condition: bool, message: str) -> None:
 #: How the decoder output becomes the painted canvas (PainterConfig.paint_activation).
 PAINT_ACTIVATIONS = ("identity", "sigmoid")
 
+
 @dataclass(frozen=True)
 class ViTConfig:
     """A plain ViT image encoder with decomposed relative position and optional windows.

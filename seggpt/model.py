@@ -78,9 +78,7 @@ class SegGPT(PainterModel):
                 f"prompts_per_query {prompts_per_query}"
             )
         hooks = feature_ensemble_hooks(prompts_per_query)
-        return super().forward(
-            images, targets, patch_mask, seg_type=seg_type, hooks=hooks, raw=raw
-        )
+        return super().forward(images, targets, patch_mask, seg_type=seg_type, hooks=hooks, raw=raw)
 
 
 def build_seggpt(config: PainterConfig) -> SegGPT:

@@ -11,17 +11,20 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(STAMP): $(PY) setup.cfg pyproject.toml constraints.txt
+$(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP_INSTALL) torch torchvision
-	$(PIP_INSTALL) -e ".[test]"
+	$(PIP_INSTALL) -e ".[all]"
 	$(PY) -c "import torch, torchvision; assert torch.__version__.split('+')[0] == '2.14.1', torch.__version__"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# ruff (style), import-linter (the layers in setup.cfg) and deptry (imports vs declared deps).
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 
 test: lint
 	$(PY) -m pytest -q

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import datasets
 import numpy as np
 import torch.utils.data
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 from data_mixtures.records import Episode, SegType
 from data_mixtures.sampling import SamplingConfig, sample_episode
 from data_mixtures.sources.base import RecordSource
-from painter.errors import ConfigError, DatasetError
+from painter.errors import ConfigError, DatasetError, missing_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +106,10 @@ def source_schedule(
     """
     if rows_per_entry < 1:
         raise ConfigError(f"rows_per_entry must be >= 1, got {rows_per_entry}")
+    try:
+        import datasets
+    except ImportError as err:
+        raise missing_dependency("datasets", "train", "training mixtures") from err
     parts = [
         datasets.Dataset.from_dict({"entry": np.full(rows_per_entry, i, dtype=np.int64)})
         for i in range(len(probabilities))

@@ -38,3 +38,16 @@ class DatasetError(PainterError, ValueError):
 
 class InvalidVideoError(InvalidImageError):
     """A video or frame folder cannot be decoded, or its frames disagree in size."""
+
+
+class MissingDependencyError(PainterError, ImportError):
+    """An optional package that a feature needs is not installed."""
+
+
+def missing_dependency(package: str, extra: str, feature: str) -> MissingDependencyError:
+    """The error for a missing optional ``package`` (its pip name), naming the extra of
+    ``painter-seggpt`` that installs it; raise it ``from`` the ImportError."""
+    return MissingDependencyError(
+        f"{feature} needs {package}, which is not installed: pip install "
+        f"'painter-seggpt[{extra}]' (or pip install {package})"
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from painter.errors import InvalidVideoError
+from painter.errors import InvalidVideoError, missing_dependency
 from painter.io import load_image
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,8 @@ _CONVERT_HINT = (
 def _cv2():
     try:
         import cv2
-    except ImportError:  # pragma: no cover - a dependency of the package
-        raise InvalidVideoError(
-            "reading video files needs OpenCV: pip install opencv-python-headless, or pass a "
-            "folder of frames"
-        ) from None
+    except ImportError as err:  # or pass a folder of frames, which needs no OpenCV
+        raise missing_dependency("opencv-python-headless", "video", "video files") from err
     return cv2
 
 

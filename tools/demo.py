@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from painter.errors import missing_dependency
 from painter.io import default_palette, overlay, save_image, save_index_mask
 from seggpt import SegGPTPredictor, load_model
 from seggpt.evaluation.metrics import IoUAccumulator
@@ -99,10 +100,13 @@ def _write(out: Path, sample: Sample, pred) -> None:
 def _figure(
     path: Path, samples: list[Sample], predictor: SegGPTPredictor, scores: dict[str, dict]
 ) -> None:
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise missing_dependency("matplotlib", "train", "the demo figure") from err
 
     palette = default_palette()
     fig, axes = plt.subplots(len(samples), 4, figsize=(12, 3 * len(samples)), squeeze=False)

@@ -12,15 +12,19 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import datasets
 import numpy as np
 from PIL import Image
 
 from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType, present_labels
 from data_mixtures.sources.base import UNREADABLE_ERRORS, RecordSource
 from data_mixtures.sources.instance import colours_to_ids
-from painter.errors import DatasetError, InvalidImageError
+from painter.errors import DatasetError, InvalidImageError, missing_dependency
 from painter.io import load_image, load_mask
+
+try:
+    import datasets
+except ImportError as _err:
+    raise missing_dependency("datasets", "train", "Hugging Face dataset sources") from _err
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from data_mixtures.records import SegRecord, SegType
 from data_mixtures.sources.base import RecordSource, list_images
-from painter.errors import ConfigError, DatasetError
+from painter.errors import ConfigError, DatasetError, missing_dependency
 from painter.io import load_image
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,10 @@ class RegionMethod(enum.Enum):
 
 def load_skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> list[tuple[str, np.ndarray]]:
     """(name, (H, W, 3) uint8) for each named ``skimage.data`` photo that loads offline."""
-    import skimage.data
+    try:
+        import skimage.data
+    except ImportError as err:
+        raise missing_dependency("scikit-image", "train", "photo sources") from err
 
     photos = []
     for name in names:
@@ -168,7 +171,10 @@ def pseudo_regions(
     Returns:
         (H, W) int64: 0 = no region, 1..N regions numbered from the largest.
     """
-    from skimage import segmentation
+    try:
+        from skimage import segmentation
+    except ImportError as err:
+        raise missing_dependency("scikit-image", "train", "photo region masks") from err
 
     height, width = image.shape[:2]
     min_pixels = max(1, int(min_region_fraction * height * width))

@@ -22,15 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torchvision.ops import batched_nms
 from tqdm.auto import tqdm
 
-from painter.errors import ConfigError
+from painter.errors import ConfigError, missing_dependency
 from painter.io import ImageSource, load_image
 from painter.masks import mask_to_rle, rle_to_mask
 from painter.promptable.predictor import PromptablePredictor
 from painter.promptable.transforms import masks_to_boxes, upscale_logits
+
+try:
+    from scipy import ndimage
+except ImportError as _err:
+    raise missing_dependency("scipy", "app", "automatic mask generation") from _err
 
 try:  # optional: a C encoder, much faster on large images
     from pycocotools import mask as _coco_mask

@@ -19,12 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from painter.errors import InputMismatchError
+from painter.errors import InputMismatchError, missing_dependency
 from painter.io import ImageSource, load_image, mask_from_array
 from painter.promptable.predictor import PromptablePredictor
 from painter.promptable.transforms import mask_to_box
+
+try:
+    from scipy import ndimage
+except ImportError as _err:
+    raise missing_dependency("scipy", "app", "mask refinement") from _err
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 

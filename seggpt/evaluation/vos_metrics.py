@@ -20,10 +20,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from painter.errors import InputMismatchError
+from painter.errors import InputMismatchError, missing_dependency
+
+try:
+    import cv2
+except ImportError as _err:
+    raise missing_dependency("opencv-python-headless", "video", "DAVIS contour scores") from _err
 
 BOUNDARY_TOLERANCE = 0.008  # fraction of the image diagonal
 VOID = 255

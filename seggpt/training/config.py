@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from painter.errors import ConfigError, missing_dependency
 
-from painter.errors import ConfigError
+try:
+    import yaml
+except ImportError as _err:
+    raise missing_dependency("pyyaml", "train", "training configs") from _err
 
 
 class Precision(str, enum.Enum):

@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from tqdm.auto import tqdm
 
 from data_mixtures.records import SegRecord
 from data_mixtures.sources.base import RecordSource
 from painter.checkpoint import atomic_write
 from painter.config import require
-from painter.errors import ConfigError, DatasetError
+from painter.errors import ConfigError, DatasetError, missing_dependency
 from painter.promptable.config import SamConfig, get_sam_config
 from painter.promptable.losses import (
     add_correction,
@@ -45,6 +44,11 @@ from painter.promptable.prompt_encoder import PADDING_LABEL
 from painter.promptable.transforms import mask_to_box, resize_longest_side
 from painter.resize import resize_labels
 from painter.schedules import warmup_cosine
+
+try:
+    from scipy import ndimage
+except ImportError as _err:
+    raise missing_dependency("scipy", "train", "promptable training") from _err
 
 logger = logging.getLogger(__name__)
 

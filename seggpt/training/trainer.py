@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from data_mixtures.records import collate_episodes
 from painter.checkpoint import atomic_write, file_sha256, save_native, torch_load
-from painter.errors import CheckpointError
+from painter.errors import CheckpointError, missing_dependency
 from painter.losses import foreground_weights, masked_palette_cross_entropy
 from painter.model import PainterModel
 from painter.ops import normalize
@@ -489,10 +489,13 @@ class RunLogs:
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     """Loss and eval mIoU (with baselines) against the step, as a PNG."""
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise missing_dependency("matplotlib", "train", "training curves") from err
 
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot([r["step"] for r in history], [r["loss"] for r in history])

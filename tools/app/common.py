@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from painter.errors import PainterError
+from painter.errors import PainterError, missing_dependency
 from seggpt.predictor import SegGPTPredictor
 from seggpt.serving import BRUSH_COLOURS
 
@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio loads: no calls out
 
-import gradio as gr  # noqa: E402
+try:
+    import gradio as gr
+except ImportError as _err:
+    raise missing_dependency("gradio", "app", "the app") from _err
 
 logger = logging.getLogger(__name__)
 

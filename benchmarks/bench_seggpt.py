@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import transformers
 
-    from painter.checkpoint import config_from_hf
+    from painter.formats import config_from_hf
 
     hf_kwargs = CONFIGS[args.config]
     out = args.out or Path(__file__).resolve().parent / "results" / (

@@ -7,6 +7,7 @@ Elsewhere bf16 is emulated and several times slower than float32, so "auto" pick
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Collection
@@ -132,3 +133,11 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             needs,
         )
     return resolved
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision in ``dtype`` on ``device`` (the one autocast helper of the framework):
+    a no-op for float32, ``torch.autocast`` otherwise."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

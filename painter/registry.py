@@ -1,4 +1,6 @@
-"""Model variants: name -> small function returning a validated config. A plain dict.
+"""Model variants: name -> small function returning a validated config, in a plain dict. One
+``Registry`` class serves both model families (this module's SegGPT/Painter variants and
+``painter.promptable.config``'s promptable ones).
 
 Building the module from a config is the job of ``painter.model.build_painter`` and
 ``seggpt.model.build_seggpt`` (``seggpt.build_model`` picks between them).
@@ -6,34 +8,49 @@ Building the module from a config is the job of ``painter.model.build_painter`` 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from painter.config import PainterConfig, ViTConfig
 from painter.errors import ConfigError
 
-_REGISTRY: dict[str, Callable[[], PainterConfig]] = {}
+ConfigT = TypeVar("ConfigT")
 
 
-def register(fn: Callable[[], PainterConfig]) -> Callable[[], PainterConfig]:
-    """Register a config builder under its function name."""
-    _REGISTRY[fn.__name__] = fn
-    return fn
+class Registry(Generic[ConfigT]):
+    """Named config builders of one model family; ``kind`` names them in error messages."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._builders: dict[str, Callable[[], ConfigT]] = {}
+
+    def register(self, fn: Callable[[], ConfigT]) -> Callable[[], ConfigT]:
+        """Register a config builder under its function name (a decorator)."""
+        if fn.__name__ in self._builders:
+            raise ConfigError(f"{self.kind} {fn.__name__!r} is registered twice")
+        self._builders[fn.__name__] = fn
+        return fn
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def get(self, name: str) -> ConfigT:
+        """The config of variant ``name`` (its ``name`` field set); a ConfigError lists the known
+        names otherwise."""
+        try:
+            builder = self._builders[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
+            ) from None
+        return dataclasses.replace(builder(), name=name)
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_config(name: str) -> PainterConfig:
-    """The config of variant ``name``; a ConfigError lists the known names otherwise."""
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown model variant {name!r}; known: {', '.join(list_models())}"
-        ) from None
-    config = builder()
-    return PainterConfig(**{**config.__dict__, "name": name})
+MODELS: Registry[PainterConfig] = Registry("model variant")
+register = MODELS.register
+list_models = MODELS.names
+get_config = MODELS.get
 
 
 def _vit(

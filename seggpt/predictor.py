@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from painter.config import SegType
-from painter.devices import resolve_device, resolve_dtype
+from painter.devices import autocast, resolve_device, resolve_dtype
 from painter.errors import InputMismatchError
 from painter.io import ImageSource, load_image, load_mask
 from painter.model import PainterModel
@@ -144,11 +143,6 @@ class SegGPTPredictor:
         return PreparedPrompts(self._to_tensor(images), self._to_tensor(coloured), coloring)
 
     # -- inference -------------------------------------------------------------------------------
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     @torch.inference_mode()
     def predict(
         self,
@@ -191,7 +185,7 @@ class SegGPTPredictor:
         n_q = queries.shape[0]
         prompt_images = prompts.images[None].expand(n_q, -1, -1, -1, -1)  # (Q, P, 3, H/2, W)
         prompt_targets = prompts.targets[None].expand(n_q, -1, -1, -1, -1)
-        with self._autocast():
+        with autocast(self.device, self.dtype):
             painted = self.model.paint_queries(
                 prompt_images, prompt_targets, queries, seg_type=self.seg_type
             )

@@ -127,7 +127,8 @@ def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
     checkpoints round-trip the extra layers (the transformers export refuses them)."""
     import dataclasses
 
-    from painter.checkpoint import CheckpointError, config_to_hf, save_native, save_official
+    from painter.checkpoint import CheckpointError, save_native, save_official
+    from painter.formats import config_to_hf
     from painter.registry import get_config
 
     config = dataclasses.replace(get_config("seggpt_test"), **extension)

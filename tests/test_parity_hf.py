@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from benchmarks.references import random_hf_seggpt
-from painter.checkpoint import CheckpointFormat, convert_keys, save_official
+from painter.checkpoint import save_official
 from painter.config import SegType
+from painter.formats import CheckpointFormat, convert_keys
 from painter.ops import query_half_mask
 from seggpt.loading import load_model
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from painter.errors import CheckpointError, ConfigError
-from painter.schedules import warmup_cosine
+from painter.optim import warmup_cosine
 from seggpt.training.config import load_train_config
 from seggpt.training.trainer import Trainer
 

@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from painter.checkpoint import NATIVE_FORMAT as SEGGPT_NATIVE_FORMAT
 from painter.checkpoint import (
@@ -35,6 +33,7 @@ from painter.checkpoint import (
     atomic_write,
     contiguous_state,
     load_state_strict,
+    read_hf_folder,
     read_safetensors,
     save_native,
     torch_load,
@@ -330,24 +329,8 @@ def _from_state(state: StateDict, source: str) -> RawCheckpoint:
 
 
 def _read_hf_dir(path: Path) -> RawCheckpoint:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise CheckpointError(f"{path} is a folder without config.json; not a transformers model")
-    try:
-        hf_config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_file} is not valid JSON ({err})") from None
+    hf_config, state = read_hf_folder(path)
     config = _named(config_from_hf(hf_config))
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        weights = path / name
-        if weights.is_file():
-            break
-    else:
-        raise CheckpointError(f"{path} has config.json but no model.safetensors/pytorch_model.bin")
-    try:
-        state = load_file(str(weights)) if weights.suffix == ".safetensors" else torch_load(weights)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from None
     return RawCheckpoint(config, hf_to_native(state, config), CheckpointFormat.HF, str(path))
 
 

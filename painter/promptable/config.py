@@ -8,12 +8,12 @@ two-way mask decoder.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from painter.config import ViTConfig, require
 from painter.errors import ConfigError
+from painter.registry import Registry
 
 # Pixel statistics of the released SAM models, on the 0..255 scale.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -171,28 +171,10 @@ def variant_of(config: SamConfig, *, ignore_heads: bool = False) -> str | None:
 
 
 # -- registry ----------------------------------------------------------------------------------
-_REGISTRY: dict[str, Callable[[], SamConfig]] = {}
-
-
-def register(fn: Callable[[], SamConfig]) -> Callable[[], SamConfig]:
-    """Register a config builder under its function name."""
-    _REGISTRY[fn.__name__] = fn
-    return fn
-
-
-def list_sam_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_sam_config(name: str) -> SamConfig:
-    """The config of variant ``name``; a ConfigError lists the known names otherwise."""
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown promptable variant {name!r}; known: {', '.join(list_sam_models())}"
-        ) from None
-    return dataclasses.replace(builder(), name=name)
+SAM_MODELS: Registry[SamConfig] = Registry("promptable variant")
+register = SAM_MODELS.register
+list_sam_models = SAM_MODELS.names
+get_sam_config = SAM_MODELS.get
 
 
 @register

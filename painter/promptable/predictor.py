@@ -13,14 +13,13 @@ in one call: points (P, N, 2), labels (P, N), boxes (P, 4), mask inputs (P, 1, 4
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from painter.devices import resolve_device, resolve_dtype
+from painter.devices import autocast, resolve_device, resolve_dtype
 from painter.errors import InputMismatchError, InvalidMaskError
 from painter.io import ImageSource, load_image
 from painter.promptable.model import PromptableSegmenter
@@ -116,7 +115,7 @@ class PromptablePredictor:
         resized = resize_longest_side(rgb, self.config.image_size)  # (h', w', 3)
         pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1)  # (3, h', w')
         pixels = pixels[None].to(self.device, torch.float32)  # (1, 3, h', w')
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             embedding = self.model.encode_images(self.model.preprocess(pixels))
         self._store(embedding)
         self.original_size = rgb.shape[:2]
@@ -180,7 +179,7 @@ class PromptablePredictor:
         """Logits at the image size (P, K, H, W) (None unless ``upscale``), scores (P, K) and
         low-res logits (P, K, 4h, 4w); float32 on the device."""
         embedding = self.image_embedding
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             low_res, scores = self.model.predict_masks(
                 embedding,
                 points=prompts.points,
@@ -240,14 +239,6 @@ class PromptablePredictor:
                 f"prompt rows disagree ({counts}); give the same number of rows P for each"
             )
         return PromptTensors(point_t, label_t, box_t, mask_t)
-
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        if self.dtype == torch.float32:
-            yield
-        else:
-            with torch.autocast(self.device.type, dtype=self.dtype):
-                yield
 
 
 # -- validation (pure) ----------------------------------------------------------------------------

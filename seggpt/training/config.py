@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from painter.errors import ConfigError, missing_dependency
+from painter.optim import OptimConfig
 
 try:
     import yaml
@@ -67,17 +68,16 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run.
+class TrainConfig(OptimConfig):
+    """Everything that decides a training run (the optimiser fields, ``steps``, ``lr``,
+    ``min_lr``, ``warmup_steps``, ``weight_decay``, ``betas``, ``layer_decay``, are
+    ``painter.optim.OptimConfig``'s).
 
     Attributes:
         model: registry variant to build.
         init: optional checkpoint to start from (official Painter/SegGPT, native, HF, MAE ViT).
-        steps: optimiser steps.
         batch_size: episodes per process per micro-batch.
         accum_steps: micro-batches per optimiser step.
-        lr: peak learning rate (absolute), reached after ``warmup_steps``; cosine to ``min_lr``.
-        layer_decay: layer-wise lr decay (1.0 = none).
         clip_grad: gradient-norm clip (0 = none).
         drop_path: stochastic depth rate (overrides the variant's).
         loss_beta: smooth-L1 beta of the training loss (None: the model variant's; Painter's
@@ -97,15 +97,8 @@ class TrainConfig:
 
     model: str = "seggpt_vit_tiny"
     init: str | None = None
-    steps: int = 1000
     batch_size: int = 8
     accum_steps: int = 1
-    lr: float = 3e-4
-    min_lr: float = 1e-6
-    warmup_steps: int = 100
-    weight_decay: float = 0.05
-    layer_decay: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 3.0
     drop_path: float = 0.0
     loss_beta: float | None = None
@@ -123,15 +116,12 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         checks = [
-            (self.steps > 0, "steps must be > 0"),
             (
                 self.batch_size > 0 and self.accum_steps > 0,
                 "batch_size and accum_steps must be > 0",
             ),
-            (self.lr > 0 and 0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr and lr > 0"),
-            (0 <= self.warmup_steps < self.steps, "warmup_steps must be in [0, steps)"),
-            (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
             (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
             (self.foreground_weight > 0, "foreground_weight must be > 0"),
             (self.palette_weight >= 0, "palette_weight must be >= 0"),

@@ -32,6 +32,7 @@ from data_mixtures.sources.base import RecordSource
 from painter.checkpoint import atomic_write
 from painter.config import require
 from painter.errors import ConfigError, DatasetError, missing_dependency
+from painter.optim import OptimConfig, build_optimizer
 from painter.promptable.config import SamConfig, get_sam_config
 from painter.promptable.losses import (
     add_correction,
@@ -43,7 +44,6 @@ from painter.promptable.model import PromptableSegmenter, build_sam_from_config
 from painter.promptable.prompt_encoder import PADDING_LABEL
 from painter.promptable.transforms import mask_to_box, resize_longest_side
 from painter.resize import resize_labels
-from painter.schedules import warmup_cosine
 
 try:
     from scipy import ndimage
@@ -58,16 +58,16 @@ DEMO_SPACING = 0.85
 
 
 @dataclass(frozen=True)
-class PromptableTrainConfig:
-    """How the promptable model is trained.
+class PromptableTrainConfig(OptimConfig):
+    """How the promptable model is trained (the optimiser fields are ``OptimConfig``'s; here
+    AdamW without layer decay, weight decay on every parameter).
 
     Attributes:
         model: registered promptable variant (``painter.promptable.config``).
-        steps, batch_size: optimiser steps; images per step.
+        batch_size: images per optimiser step.
         objects_per_image: prompt rows decoded per image (fewer when an image has fewer).
         rounds: interactive rounds per object (1 = the first prompt only).
         box_prob: probability that an image's first prompts are noisy boxes, not points.
-        lr, min_lr, warmup_steps, weight_decay: AdamW with linear warm-up and cosine decay.
         min_object_pixels: smaller objects are never prompted.
         photo_weight: fraction of images drawn from the photo pseudo-masks (the rest synthetic).
         synthetic_spacing: ``SyntheticConfig.spacing`` of the synthetic images (training and
@@ -79,14 +79,12 @@ class PromptableTrainConfig:
 
     model: str = "sam_demo"
     steps: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-5
     batch_size: int = 8
     objects_per_image: int = 4
     rounds: int = 3
     box_prob: float = 0.5
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    warmup_steps: int = 100
-    weight_decay: float = 0.05
     min_object_pixels: int = 64
     photo_weight: float = 0.2
     synthetic_spacing: float = DEMO_SPACING
@@ -94,11 +92,11 @@ class PromptableTrainConfig:
     eval_images: int = 48
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         checks = [
-            (self.steps > 0 and self.batch_size > 0, "steps and batch_size must be positive"),
+            (self.batch_size > 0, "batch_size must be positive"),
             (self.objects_per_image > 0 and self.rounds > 0, "objects and rounds must be > 0"),
             (0 <= self.box_prob <= 1 and 0 <= self.photo_weight <= 1, "probabilities in [0, 1]"),
-            (self.lr > 0 and 0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr, lr > 0"),
         ]
         for ok, message in checks:
             require(ok, message)
@@ -308,12 +306,7 @@ def train_promptable(
     torch.manual_seed(config.seed)
     sam_config = sam_config or get_sam_config(config.model)
     model = build_sam_from_config(sam_config).to(device).train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = warmup_cosine(
-        optimizer, steps=config.steps, warmup_steps=config.warmup_steps, min_lr=config.min_lr
-    )
+    optimizer, scheduler = build_optimizer(model, config, filter_bias_and_norm=False)
     side = sam_config.image_size
     synthetic, photos, held_out = demo_sources(side, config.seed, config.synthetic_spacing)
     stream = ObjectStream(

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from timm.optim import create_optimizer_v2
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -34,12 +33,13 @@ from tqdm.auto import tqdm
 
 from data_mixtures.records import collate_episodes
 from painter.checkpoint import atomic_write, file_sha256, save_native, torch_load
+from painter.devices import autocast
 from painter.errors import CheckpointError, missing_dependency
 from painter.losses import foreground_weights, masked_palette_cross_entropy
 from painter.model import PainterModel
 from painter.ops import normalize
+from painter.optim import build_optimizer
 from painter.registry import get_config
-from painter.schedules import warmup_cosine
 from seggpt.evaluation.heldout import SetScores, held_out_photo_names, score_sets
 from seggpt.evaluation.metrics import EvalReport, evaluate
 from seggpt.loading import build_model
@@ -128,20 +128,7 @@ class Trainer:
         model.set_grad_checkpointing(config.grad_checkpointing)
         self.model: PainterModel = model.to(device)
         self.wrapped = self._wrap(model)
-        self.optimizer = create_optimizer_v2(
-            model,
-            opt="adamw",
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            layer_decay=config.layer_decay if config.layer_decay < 1 else None,
-            betas=config.betas,
-        )
-        self.scheduler = warmup_cosine(
-            self.optimizer,
-            steps=config.steps,
-            warmup_steps=config.warmup_steps,
-            min_lr=config.min_lr,
-        )
+        self.optimizer, self.scheduler = build_optimizer(model, config)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=config.precision is Precision.FP16 and device.type == "cuda"
         )
@@ -164,11 +151,12 @@ class Trainer:
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        precision = self.config.precision
-        if precision is Precision.FP32:
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        dtype = {
+            Precision.FP32: torch.float32,
+            Precision.BF16: torch.bfloat16,
+            Precision.FP16: torch.float16,
+        }[self.config.precision]
+        return autocast(self.device, dtype)
 
     # -- data ------------------------------------------------------------------------------------
     def positions(self, step: int, micro: int) -> list[int]:

@@ -128,15 +128,15 @@ def _read_safetensors(path: Path) -> RawCheckpoint:
 
 
 def _read_hf_dir(path: Path) -> RawCheckpoint:
-    hf_config, state = read_hf_folder(path)
-    return _from_foreign_state(state, str(path), hf_config=hf_config)
+    hf_config = read_hf_config(path)
+    return _from_foreign_state(read_hf_weights(path), str(path), hf_config=hf_config)
 
 
-def read_hf_folder(path: Path) -> tuple[dict, StateDict]:
-    """The config.json dict and the weights of a transformers model folder (either family).
+def read_hf_config(path: Path) -> dict:
+    """The config.json dict of a transformers model folder (either family).
 
     Raises:
-        CheckpointError: no config.json, invalid JSON, no weights file, unreadable weights.
+        CheckpointError: no config.json, or not valid JSON.
     """
     config_file = path / "config.json"
     if not config_file.is_file():
@@ -144,9 +144,17 @@ def read_hf_folder(path: Path) -> tuple[dict, StateDict]:
             f"{path} is a directory without config.json; not a transformers model"
         )
     try:
-        hf_config = json.loads(config_file.read_text())
+        return json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{config_file} is not valid JSON ({err}); re-download it") from None
+
+
+def read_hf_weights(path: Path) -> StateDict:
+    """The weights of a transformers model folder: model.safetensors or pytorch_model.bin.
+
+    Raises:
+        CheckpointError: no weights file, or one that cannot be read as a dict of tensors.
+    """
     for name in ("model.safetensors", "pytorch_model.bin"):
         weights = path / name
         if weights.is_file():
@@ -163,7 +171,7 @@ def read_hf_folder(path: Path) -> tuple[dict, StateDict]:
         isinstance(v, torch.Tensor) for v in state.values()
     ):
         raise CheckpointError(f"{weights} holds no state dict of tensors")
-    return hf_config, dict(state)
+    return dict(state)
 
 
 def _from_foreign_state(

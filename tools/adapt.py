@@ -32,12 +32,12 @@ from seggpt.training.promptable_domain import (
     save_lora,
     shifted_objects,
 )
-from tools.cli import positive_int, run_cli
+from tools.cli import add_model_arguments, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-adapt", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="demo", help="'demo', a SAM .pth, folder, file")
+    add_model_arguments(parser, checkpoint_help="'demo', a SAM .pth, folder, file", dtype=False)
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--images", type=Path, help="folder of images of the new domain")
     data.add_argument("--synthetic-shift", type=positive_int, metavar="N")

@@ -21,7 +21,7 @@ from painter.io import default_palette, load_image, overlay, save_image, save_in
 from painter.promptable import build_sam, list_sam_models
 from painter.promptable.automatic import AutoMaskSettings, AutomaticMaskGenerator, class_map
 from painter.promptable.predictor import PromptablePredictor
-from tools.cli import run_cli
+from tools.cli import add_model_arguments, run_cli
 
 _DEFAULTS = AutoMaskSettings()
 
@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-auto-masks", description=__doc__.splitlines()[0])
     parser.add_argument("image", type=Path, help="the image to segment")
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
-    parser.add_argument("--checkpoint", help="Meta's .pth, a transformers folder or .safetensors")
+    add_model_arguments(
+        parser,
+        checkpoint_help="Meta's .pth, a transformers folder or .safetensors",
+        checkpoint_default=None,
+        dtype=False,
+    )
     parser.add_argument(
         "--variant", help=f"model variant ({', '.join(list_sam_models())}); alone: random weights"
     )
@@ -64,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="fill holes and drop islands smaller than this many pixels (default 0: off)",
     )
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     return parser
 
 

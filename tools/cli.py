@@ -50,14 +50,28 @@ def add_dtype_argument(parser: argparse.ArgumentParser, *, note: str = "") -> No
     )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, checkpoint_note: str = "") -> None:
-    """``--checkpoint`` (default ``demo``), ``--device`` and ``--dtype``: which model to load and
-    where to run it, as every inference entry point spells them."""
+def add_device_argument(parser: argparse.ArgumentParser, *, default: str = "auto") -> None:
+    """The ``--device`` option of every tool."""
     parser.add_argument(
-        "--checkpoint",
-        default="demo",
-        help="'demo' (bundled, default), a .safetensors/.pth file, a transformers folder or a "
-        "hub id" + (f" ({checkpoint_note})" if checkpoint_note else ""),
+        "--device", default=default, help=f"auto, cpu, cuda or cuda:N (default {default})"
     )
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    add_dtype_argument(parser)
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    checkpoint_help: str = "'demo' (bundled), a .safetensors/.pth file, a transformers folder or "
+    "a hub id",
+    checkpoint_default: str | None = "demo",
+    dtype: bool = True,
+    dtype_note: str = "",
+) -> None:
+    """``--checkpoint``, ``--device`` and (unless ``dtype`` is False) ``--dtype``: which model
+    to load and where to run it, as every entry point spells them."""
+    default_note = f" (default {checkpoint_default})" if checkpoint_default else ""
+    parser.add_argument(
+        "--checkpoint", default=checkpoint_default, help=checkpoint_help + default_note
+    )
+    add_device_argument(parser)
+    if dtype:
+        add_dtype_argument(parser, note=dtype_note)

@@ -23,17 +23,15 @@ from painter.io import default_palette, overlay, save_image, save_index_mask
 from seggpt import SegGPTPredictor, load_model
 from seggpt.evaluation.metrics import IoUAccumulator
 from seggpt.samples import Sample, bundled_samples
-from tools.cli import add_dtype_argument, run_cli
+from tools.cli import add_model_arguments, run_cli
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seggpt-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="demo", help="model to run (default: bundled)")
     parser.add_argument("--out", default="outputs/demo", help="output folder")
-    parser.add_argument("--device", default="auto")
-    add_dtype_argument(parser)
+    add_model_arguments(parser)
     return parser
 
 

@@ -32,7 +32,7 @@ from seggpt.ensemble import EnsembleMode
 from seggpt.evaluation.fewshot import FewShotReport, FoldResult, evaluate_fold
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from tools.cli import add_dtype_argument, positive_int, run_cli
+from tools.cli import add_model_arguments, positive_int, run_cli
 
 BENCHMARKS = {"pascal": "pascal-5i", "coco": "coco-20i", "fss": "fss-1000", "folder": "folder"}
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="feature",
         help="how k supports are combined (default %(default)s)",
     )
-    parser.add_argument("--checkpoint", default="demo", help="'demo', a file, folder or hub id")
+    add_model_arguments(parser, dtype_note="float32 gives the same scores on every machine")
     parser.add_argument("--variant", help="model variant the checkpoint must match")
     parser.add_argument(
         "--seg-type",
@@ -72,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="instance",
         help="SegGPT's type token (default %(default)s)",
     )
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    add_dtype_argument(parser, note="float32 gives the same scores on every machine")
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     parser.add_argument(
         "--resume", action="store_true", help="keep folds already in --out with the same settings"

@@ -25,14 +25,14 @@ from seggpt.evaluation.heldout import (
     score_sets,
 )
 from seggpt.loading import resolve_source
-from tools.cli import positive_int, run_cli
+from tools.cli import add_model_arguments, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seggpt-eval-heldout", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--checkpoint", default="demo", help="'demo', a file, folder or hub id")
+    add_model_arguments(parser, dtype=False)
     parser.add_argument(
         "--episodes",
         type=positive_int,
@@ -52,7 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare with <checkpoint>.report.json (written by training) and fail on a mismatch",
     )
     parser.add_argument("--out", type=Path, help="write the scores here as JSON")
-    parser.add_argument("--device", default="auto")
     return parser
 
 

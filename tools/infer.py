@@ -29,7 +29,7 @@ from seggpt.loading import load_model
 from seggpt.outputs import display_palette, output_names, write_prediction
 from seggpt.predictor import SegGPTPredictor
 from seggpt.tuning import TunedPrompt
-from tools.cli import add_dtype_argument, positive_int, run_cli
+from tools.cli import add_model_arguments, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,11 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="a prompt learned by tools.tune, used instead of --prompt-image/--prompt-mask",
     )
-    parser.add_argument(
-        "--checkpoint",
-        default="demo",
-        help="'demo' (default), a .safetensors/.pth file, a transformers folder or a hub id",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--variant", help="model variant the checkpoint must match")
     parser.add_argument(
         "--ensemble",
@@ -85,8 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="instance",
         help="SegGPT's type token (default %(default)s)",
     )
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    add_dtype_argument(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=4, help="queries per pass (default 4)"
     )

@@ -23,7 +23,7 @@ from painter.errors import InputMismatchError
 from painter.io import default_palette, load_image, overlay, save_image, save_index_mask
 from painter.promptable import build_sam, list_sam_models
 from painter.promptable.predictor import PromptablePredictor
-from tools.cli import add_dtype_argument, run_cli
+from tools.cli import add_model_arguments, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a point in image pixels; label 1 (default) = object, 0 = not object; repeatable",
     )
     parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object (one)")
-    parser.add_argument(
-        "--checkpoint",
-        help="Meta's sam_vit_*.pth, a transformers SamModel folder or a save_sam .safetensors",
+    add_model_arguments(
+        parser,
+        checkpoint_help="Meta's sam_vit_*.pth, a transformers SamModel folder or a save_sam "
+        ".safetensors",
+        checkpoint_default=None,
     )
     parser.add_argument(
         "--variant",
@@ -53,8 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="one mask instead of three candidates (better for several points or a box)",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    add_dtype_argument(parser)
     return parser
 
 

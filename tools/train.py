@@ -13,7 +13,7 @@ import sys
 from painter.errors import PainterError
 from seggpt.training.config import load_train_config
 from seggpt.training.trainer import Trainer
-from tools.cli import run_cli
+from tools.cli import add_device_argument, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from a checkpoint (default: the run folder's latest)",
     )
     parser.add_argument("--export", help="write the final model here (native .safetensors)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    add_device_argument(parser)
     parser.add_argument(
         "--stop-after",
         type=int,

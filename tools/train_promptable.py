@@ -20,7 +20,7 @@ from painter.checkpoint import atomic_write
 from painter.promptable.checkpoint import save_sam
 from seggpt.training.config import read_config_mapping
 from seggpt.training.promptable import PromptableTrainConfig, train_promptable
-from tools.cli import run_cli
+from tools.cli import add_device_argument, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML/JSON training config (defaults if omitted)")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--export", type=Path, help="write the trained model here (.safetensors)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_device_argument(parser, default="cpu")
     parser.add_argument("overrides", nargs="*", help="config overrides: key=value")
     return parser
 

@@ -18,12 +18,12 @@ from data_mixtures.sources.folder import SemanticFolderSource
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor, resolve_device
 from seggpt.tuning import TunedPrompt, prompt_miou, tune_prompt, tuning_data
-from tools.cli import run_cli
+from tools.cli import add_model_arguments, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seggpt-tune", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="demo", help="model to tune for (frozen)")
+    add_model_arguments(parser, checkpoint_help="model to tune for (frozen)", dtype=False)
     parser.add_argument("--data", required=True, type=Path, help="semantic folder dataset")
     parser.add_argument("--out", required=True, type=Path, help="tuned prompt (.safetensors)")
     parser.add_argument("--steps", type=int, default=300)
@@ -44,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--select-every", type=int, default=25)
     parser.add_argument("--init", choices=("examples", "noise"), default="examples")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="continue the prompt in --out")
     return parser
 

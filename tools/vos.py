@@ -31,7 +31,12 @@ from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.video import DEFAULT_ADMIT_RATIO, DEFAULT_MEMORY, VideoSegmenter
 from seggpt.video_io import OverlayFormat, OverlayWriter, VideoFrames
-from tools.cli import add_dtype_argument, non_negative_int, positive_int, run_cli
+from tools.cli import (
+    add_model_arguments,
+    non_negative_int,
+    positive_int,
+    run_cli,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fps", type=float, default=10.0, help="overlay frame rate")
     parser.add_argument("--overwrite", action="store_true", help="redo finished DAVIS sequences")
-    parser.add_argument("--checkpoint", default="demo", help="'demo', a file, folder or hub id")
+    add_model_arguments(parser)
     parser.add_argument("--variant", help="model variant the checkpoint must match")
     parser.add_argument("--seg-type", choices=[t.name.lower() for t in SegType], default="instance")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    add_dtype_argument(parser)
     return parser
 
 

@@ -33,7 +33,8 @@ from painter.checkpoint import (
     atomic_write,
     contiguous_state,
     load_state_strict,
-    read_hf_folder,
+    read_hf_config,
+    read_hf_weights,
     read_safetensors,
     save_native,
     torch_load,
@@ -329,8 +330,8 @@ def _from_state(state: StateDict, source: str) -> RawCheckpoint:
 
 
 def _read_hf_dir(path: Path) -> RawCheckpoint:
-    hf_config, state = read_hf_folder(path)
-    config = _named(config_from_hf(hf_config))
+    config = _named(config_from_hf(read_hf_config(path)))
+    state = read_hf_weights(path)
     return RawCheckpoint(config, hf_to_native(state, config), CheckpointFormat.HF, str(path))
 
 

@@ -66,8 +66,8 @@ def synthetic_scene(size: tuple[int, int], gen: torch.Generator) -> tuple[torch.
     inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1  # (H, W)
     coarse = torch.rand(1, 3, 6, 6, generator=gen)
     background = 0.6 * F.interpolate(coarse, size=size, mode="bilinear")[0]  # (3, H, W)
-    colour = (0.5 + 0.5 * torch.rand(3, 1, 1, generator=gen)).expand(3, height, width)
-    image = torch.where(inside, colour, background)  # (3, H, W)
+    color = (0.5 + 0.5 * torch.rand(3, 1, 1, generator=gen)).expand(3, height, width)
+    image = torch.where(inside, color, background)  # (3, H, W)
     return image, inside.numpy().astype(np.uint8)
 
 
@@ -79,8 +79,8 @@ def make_inputs(half: tuple[int, int], prompts: int, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     scenes = [synthetic_scene(half, gen) for _ in range(prompts + 1)]
     images = torch.stack([image for image, _ in scenes])  # (P + 1, 3, H/2, W)
-    coloured, _ = prepare_prompt_masks([mask for _, mask in scenes[:prompts]])
-    targets = torch.from_numpy(np.stack(coloured)).permute(0, 3, 1, 2) / 255.0  # (P, 3, H/2, W)
+    colored, _ = prepare_prompt_masks([mask for _, mask in scenes[:prompts]])
+    targets = torch.from_numpy(np.stack(colored)).permute(0, 3, 1, 2) / 255.0  # (P, 3, H/2, W)
     return {
         "prompt_images": normalize(images[:prompts]),
         "prompt_targets": normalize(targets),

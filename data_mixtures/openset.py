@@ -40,7 +40,7 @@ from data_mixtures.procedural import (
     BackgroundFamily,
     ShapeFamily,
     TextureFamily,
-    colour_pair,
+    color_pair,
     draw_shape_params,
     draw_texture_params,
     render_background,
@@ -57,7 +57,7 @@ _ID_STRIDE = MAX_CATEGORIES + 1
 
 class LookMode(enum.Enum):
     SAME_LOOK = "same-look"
-    COLOUR_INDEPENDENT = "colour-independent"
+    COLOR_INDEPENDENT = "colour-independent"
 
 
 class Share(enum.Enum):
@@ -65,7 +65,7 @@ class Share(enum.Enum):
 
     OUTLINE = "outline"
     TEXTURE = "texture"
-    COLOURS = "colours"
+    COLORS = "colours"
 
 
 def _check_range(name: str, bounds: tuple, low: float) -> None:
@@ -169,7 +169,7 @@ class _Look:
     shape_params: dict
     texture: TextureFamily
     texture_params: dict
-    colours: np.ndarray  # (2, 3)
+    colors: np.ndarray  # (2, 3)
 
 
 class OpenSetSource(RecordSource):
@@ -213,7 +213,7 @@ class OpenSetSource(RecordSource):
         if self.look is not None:
             return self.look
         same = self._rng(group, 0).random() < self.config.same_look_prob
-        return LookMode.SAME_LOOK if same else LookMode.COLOUR_INDEPENDENT
+        return LookMode.SAME_LOOK if same else LookMode.COLOR_INDEPENDENT
 
     def class_id(self, group: int, k: int) -> int:
         """The class id of category ``k`` in ``group``."""
@@ -237,15 +237,15 @@ class OpenSetSource(RecordSource):
                     draw_shape_params(shape, rng),
                     texture,
                     draw_texture_params(texture, rng),
-                    colour_pair(rng),
+                    color_pair(rng),
                 )
             )
         return looks
 
-    def _member_colours(self, group: int, member: int, count: int) -> list[np.ndarray]:
+    def _member_colors(self, group: int, member: int, count: int) -> list[np.ndarray]:
         """Per-image colours of each category in a COLOUR_INDEPENDENT group."""
         rng = self._rng(group, 2, member)
-        return [colour_pair(rng) for _ in range(count)]
+        return [color_pair(rng) for _ in range(count)]
 
     def record_classes(self, index: int) -> tuple[int, ...]:
         group = index // self.config.group_size
@@ -281,7 +281,7 @@ class OpenSetSource(RecordSource):
         self,
         rng: np.random.Generator,
         looks: list[_Look],
-        colours: list[np.ndarray],
+        colors: list[np.ndarray],
         mode: LookMode,
         group: int,
         member: int,
@@ -289,8 +289,8 @@ class OpenSetSource(RecordSource):
         cfg = self.config
         twin = int(rng.integers(len(looks)))
         shares = [Share.OUTLINE, Share.TEXTURE]
-        if mode is LookMode.COLOUR_INDEPENDENT:
-            shares.append(Share.COLOURS)
+        if mode is LookMode.COLOR_INDEPENDENT:
+            shares.append(Share.COLORS)
         share = shares[int(rng.integers(len(shares)))]
         shape = cfg.shapes[int(rng.integers(len(cfg.shapes)))]
         texture = cfg.textures[int(rng.integers(len(cfg.textures)))]
@@ -299,30 +299,30 @@ class OpenSetSource(RecordSource):
             draw_shape_params(shape, rng),
             texture,
             draw_texture_params(texture, rng),
-            colour_pair(rng),
+            color_pair(rng),
         )
         base = looks[twin]
         if share is Share.OUTLINE:
             look = _Look(
-                base.shape, base.shape_params, look.texture, look.texture_params, look.colours
+                base.shape, base.shape_params, look.texture, look.texture_params, look.colors
             )
         elif share is Share.TEXTURE:
             look = _Look(
-                look.shape, look.shape_params, base.texture, base.texture_params, look.colours
+                look.shape, look.shape_params, base.texture, base.texture_params, look.colors
             )
         else:  # the colours the twin wears in another image of the group (e.g. the prompt)
             others = [m for m in range(cfg.group_size) if m != member]
             other = others[int(rng.integers(len(others)))]
-            worn = self._member_colours(group, other, len(looks))[twin]
+            worn = self._member_colors(group, other, len(looks))[twin]
             look = _Look(look.shape, look.shape_params, look.texture, look.texture_params, worn)
         if mode is LookMode.SAME_LOOK:  # never the colours of a labelled category
-            while min(_colour_gap(look.colours, c) for c in colours) < 80.0:
+            while min(_color_gap(look.colors, c) for c in colors) < 80.0:
                 look = _Look(
                     look.shape,
                     look.shape_params,
                     look.texture,
                     look.texture_params,
-                    colour_pair(rng),
+                    color_pair(rng),
                 )
         return look
 
@@ -333,20 +333,20 @@ class OpenSetSource(RecordSource):
         mode = self.group_mode(group)
         looks = self._categories(group)
         if mode is LookMode.SAME_LOOK:
-            colours = [look.colours for look in looks]
+            colors = [look.colors for look in looks]
         else:
-            colours = self._member_colours(group, member, len(looks))
+            colors = self._member_colors(group, member, len(looks))
         objects: list[tuple[_Look, int]] = []  # (look, class id or 0)
         for k, look in enumerate(looks):
             worn = _Look(
-                look.shape, look.shape_params, look.texture, look.texture_params, colours[k]
+                look.shape, look.shape_params, look.texture, look.texture_params, colors[k]
             )
             low, high = cfg.instances_per_category
             for _ in range(int(rng.integers(low, high + 1))):
                 objects.append((worn, self.class_id(group, k)))
         low, high = cfg.distractors_per_image
         for _ in range(int(rng.integers(low, high + 1))):
-            objects.append((self._distractor(rng, looks, colours, mode, group, member), 0))
+            objects.append((self._distractor(rng, looks, colors, mode, group, member), 0))
         order = rng.permutation(len(objects))
         image, semantic, instance = self._draw([objects[i] for i in order], rng)
         return SegRecord(
@@ -390,7 +390,7 @@ class OpenSetSource(RecordSource):
             texture = render_texture(
                 look.texture,
                 look.texture_params,
-                look.colours,
+                look.colors,
                 size=box_size,
                 centre=local,
                 rotation=rotation,
@@ -406,7 +406,7 @@ class OpenSetSource(RecordSource):
         return np.clip(image, 0, 255).astype(np.uint8), semantic, _renumber(instance)
 
 
-def _colour_gap(a: np.ndarray, b: np.ndarray) -> float:
+def _color_gap(a: np.ndarray, b: np.ndarray) -> float:
     """Distance between two colour pairs (the closer of the two pairings)."""
     straight = np.linalg.norm(a - b, axis=1).mean()
     crossed = np.linalg.norm(a - b[::-1], axis=1).mean()

@@ -233,7 +233,7 @@ def _smooth_field(
 def render_texture(
     family: TextureFamily,
     params: dict,
-    colours: np.ndarray,
+    colors: np.ndarray,
     *,
     size: tuple[int, int],
     centre: tuple[float, float],
@@ -279,22 +279,22 @@ def render_texture(
         weight = (((u + bend) / params["period"]) % 1.0 < 0.5).astype(np.float32)
     else:
         raise ValueError(f"unknown texture family {family}")
-    a, b = colours.astype(np.float32)
+    a, b = colors.astype(np.float32)
     texture = a * (1.0 - weight[..., None]) + b * weight[..., None]
     grain = params.get("grain", 3.0)
     return texture + generator.normal(0.0, grain, texture.shape).astype(np.float32)
 
 
 # -- backgrounds ------------------------------------------------------------------------------
-def random_colour(generator: np.random.Generator, count: int = 1) -> np.ndarray:
+def random_color(generator: np.random.Generator, count: int = 1) -> np.ndarray:
     """(count, 3) float RGB colours, uniform in the cube."""
     return generator.uniform(0, 255, (count, 3))
 
 
-def colour_pair(generator: np.random.Generator, min_contrast: float = 60.0) -> np.ndarray:
+def color_pair(generator: np.random.Generator, min_contrast: float = 60.0) -> np.ndarray:
     """(2, 3) two colours at least ``min_contrast`` apart (RGB distance), so patterns show."""
     for _ in range(50):
-        pair = random_colour(generator, 2)
+        pair = random_color(generator, 2)
         if np.linalg.norm(pair[0] - pair[1]) >= min_contrast:
             return pair
     return np.stack([pair[0], 255.0 - pair[0]])
@@ -306,14 +306,14 @@ def _strokes(image: np.ndarray, count: int, generator: np.random.Generator) -> n
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
     for _ in range(count):
-        colour = tuple(int(c) for c in random_colour(generator)[0])
+        color = tuple(int(c) for c in random_color(generator)[0])
         x0, x1 = generator.uniform(0, width, 2)
         y0, y1 = generator.uniform(0, height, 2)
         if generator.random() < 0.5:
-            draw.line([(x0, y0), (x1, y1)], fill=colour, width=int(generator.integers(1, 4)))
+            draw.line([(x0, y0), (x1, y1)], fill=color, width=int(generator.integers(1, 4)))
         else:
             r = generator.uniform(0.01, 0.04) * min(height, width)
-            draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=colour)
+            draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=color)
     return np.asarray(canvas).astype(np.float32)
 
 
@@ -327,16 +327,16 @@ def render_background(
     """(H, W, 3) float32 background of ``family``."""
     height, width = size
     if family is BackgroundFamily.NOISY_FLAT:
-        image = np.broadcast_to(random_colour(generator)[0], (height, width, 3)).astype(np.float32)
+        image = np.broadcast_to(random_color(generator)[0], (height, width, 3)).astype(np.float32)
         image = image + generator.normal(0, 8.0, image.shape).astype(np.float32)
     elif family is BackgroundFamily.TEXTURED:
         texture = TRAIN_TEXTURES[int(generator.integers(len(TRAIN_TEXTURES)))]
-        base = random_colour(generator)[0]
-        colours = np.stack([base, np.clip(base + generator.normal(0, 30, 3), 0, 255)])
+        base = random_color(generator)[0]
+        colors = np.stack([base, np.clip(base + generator.normal(0, 30, 3), 0, 255)])
         image = render_texture(
             texture,
             draw_texture_params(texture, generator),
-            colours,
+            colors,
             size=size,
             centre=(width / 2, height / 2),
             rotation=0.0,
@@ -345,7 +345,7 @@ def render_background(
     elif family is BackgroundFamily.SMOOTH_FIELD:
         cell = generator.uniform(0.2, 0.5) * min(height, width)
         fields = np.stack([_smooth_field(size, cell, generator) for _ in range(3)], axis=-1)
-        image = random_colour(generator)[0] + 60.0 * fields
+        image = random_color(generator)[0] + 60.0 * fields
         return image.astype(np.float32)
     else:
         raise ValueError(f"unknown background family {family}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data_mixtures.coloring import colorize, random_palette, shuffled_seggpt_palette
+from data_mixtures.episode_coloring import colorize, random_palette, shuffled_seggpt_palette
 from data_mixtures.masking import MaskingConfig, sample_patch_mask
 from data_mixtures.records import IGNORE_LABEL, Episode, SegRecord, SegType, present_labels
 from data_mixtures.sources.base import RecordSource
@@ -299,13 +299,13 @@ class _Side:
 def _render_side(
     images: list[np.ndarray],
     key_maps: list[np.ndarray],
-    colours: Mapping[int, np.ndarray],
+    colors: Mapping[int, np.ndarray],
     cols: int,
 ) -> _Side:
     """Colour the key maps and stitch images, targets and loss weights into one grid."""
     return _Side(
         image=_stitch(images, cols),
-        target=_stitch([colorize(keys, colours) for keys in key_maps], cols),
+        target=_stitch([colorize(keys, colors) for keys in key_maps], cols),
         valid=_stitch([(keys != IGNORE_LABEL).astype(np.float32) for keys in key_maps], cols),
     )
 
@@ -355,9 +355,9 @@ def sample_episode(
             min_distance=sampling.min_color_distance,
             min_brightness=sampling.min_color_brightness,
         )
-    colours = dict(zip(keys, palette, strict=True))
-    prompt = _render_side([p.prompt.image for p in pairs], [m[0] for m in key_maps], colours, cols)
-    query = _render_side([p.query.image for p in pairs], [m[1] for m in key_maps], colours, cols)
+    colors = dict(zip(keys, palette, strict=True))
+    prompt = _render_side([p.prompt.image for p in pairs], [m[0] for m in key_maps], colors, cols)
+    query = _render_side([p.query.image for p in pairs], [m[1] for m in key_maps], colors, cols)
     if mixed:
         pair_h, pair_w = sampling.pair_size
         aspect = pair_w / pair_h  # crop with the pair's aspect (up to 3/4..4/3 of it)

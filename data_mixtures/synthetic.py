@@ -79,7 +79,7 @@ class SyntheticConfig:
             radii (0: anywhere, so objects may hide each other almost entirely; ~0.8: they still
             overlap and occlude, but no object is reduced to a sliver). Best effort: a centre is
             redrawn up to 20 times.
-        colour_jitter: None (default): every object gets random colours, so only shape and
+        color_jitter: None (default): every object gets random colours, so only shape and
             texture tell categories apart. A number: each labelled category has its own pair of
             colours (fixed by its position in ``categories``) and every object's colours are
             that pair plus Gaussian noise of this std (0..255 scale), so the colour scheme is a
@@ -98,7 +98,7 @@ class SyntheticConfig:
     clutter_strokes: tuple[int, int] = (4, 16)
     noise_std: float = 6.0
     spacing: float = 0.0
-    colour_jitter: float | None = None
+    color_jitter: float | None = None
 
     def __post_init__(self) -> None:
         height, width = self.image_size
@@ -119,8 +119,8 @@ class SyntheticConfig:
                 raise ConfigError(f"{name} must be (low, high) with 0 <= low <= high")
         if not _range_ok(self.object_size, 0.02) or self.object_size[1] > 0.5:
             raise ConfigError(f"object_size must lie in [0.02, 0.5], got {self.object_size}")
-        if self.colour_jitter is not None and self.colour_jitter < 0:
-            raise ConfigError(f"colour_jitter must be None or >= 0, got {self.colour_jitter}")
+        if self.color_jitter is not None and self.color_jitter < 0:
+            raise ConfigError(f"color_jitter must be None or >= 0, got {self.color_jitter}")
         if self.noise_std < 0 or not 0 <= self.max_rotation_deg <= 45:
             raise ConfigError("noise_std must be >= 0 and max_rotation_deg in [0, 45]")
         if not 0 <= self.spacing <= 2:
@@ -140,13 +140,13 @@ class _Placement:
     centre: tuple[float, float]  # (y, x)
     radius: float
     angle: float
-    colours: np.ndarray  # (2, 3) float
+    colors: np.ndarray  # (2, 3) float
     period: float
     phase: tuple[float, float]
     stripe_angle: float
 
 
-def _contrasting_colours(rng: np.random.Generator) -> np.ndarray:
+def _contrasting_colors(rng: np.random.Generator) -> np.ndarray:
     """(2, 3) float: two random colours at least 90 apart, so every texture shows."""
     first = rng.uniform(0, 255, 3)
     for _ in range(32):
@@ -189,7 +189,7 @@ def _texture(
 ) -> np.ndarray:
     """(h, w, 3) float fill in the object frame (the pattern turns with the object)."""
     texture = place.category[1]
-    first, second = place.colours
+    first, second = place.colors
     p, (phase_u, phase_v) = place.period, place.phase
     if texture is Texture.SOLID_NOISE:
         return first + rng.normal(0.0, 18.0, (*u.shape, 3))
@@ -255,7 +255,7 @@ class SyntheticSource(RecordSource):
                     centre=self._centre(rng, radius, placements),
                     radius=radius,
                     angle=rng.uniform(-max_angle, max_angle),
-                    colours=self._colours(class_id, rng),
+                    colors=self._colors(class_id, rng),
                     period=max(3.0, rng.uniform(0.3, 0.5) * radius),
                     phase=(rng.uniform(), rng.uniform()),
                     stripe_angle=rng.uniform(0, math.pi),
@@ -277,12 +277,12 @@ class SyntheticSource(RecordSource):
                 break
         return centre
 
-    def _colours(self, class_id: int, rng: np.random.Generator) -> np.ndarray:
+    def _colors(self, class_id: int, rng: np.random.Generator) -> np.ndarray:
         """(2, 3) float fill colours of one object of ``class_id`` (0: a distractor)."""
-        jitter = self.config.colour_jitter
+        jitter = self.config.color_jitter
         if jitter is None or class_id == 0:
-            return _contrasting_colours(rng)
-        scheme = _contrasting_colours(np.random.default_rng([7, class_id]))  # per category
+            return _contrasting_colors(rng)
+        scheme = _contrasting_colors(np.random.default_rng([7, class_id]))  # per category
         return np.clip(scheme + rng.normal(0.0, jitter, scheme.shape), 0, 255)
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
@@ -306,15 +306,15 @@ class SyntheticSource(RecordSource):
         draw = ImageDraw.Draw(canvas)
         size = min(height, width)
         for _ in range(rng.integers(*self.config.clutter_strokes, endpoint=True)):
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
             y, x = rng.uniform(0, height), rng.uniform(0, width)
             if rng.random() < 0.6:
                 length, angle = rng.uniform(0.05, 0.3) * size, rng.uniform(0, 2 * math.pi)
                 end_xy = (x + length * math.cos(angle), y + length * math.sin(angle))
-                draw.line([(x, y), end_xy], fill=colour, width=int(rng.integers(1, 4)))
+                draw.line([(x, y), end_xy], fill=color, width=int(rng.integers(1, 4)))
             else:
                 r = rng.uniform(0.01, 0.04) * size
-                draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+                draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
         return np.asarray(canvas, dtype=np.float64)
 
     def load(self, index: int) -> SegRecord:

@@ -19,7 +19,7 @@ from PIL import Image
 from data_mixtures.synthetic import (
     DEFAULT_CATEGORIES,
     DEFAULT_DISTRACTORS,
-    _contrasting_colours,
+    _contrasting_colors,
     _Placement,
     _shape_mask,
     _texture,
@@ -117,7 +117,7 @@ def _movers(config: SyntheticVideoConfig, rng: np.random.Generator) -> list[_Mov
             centre=(cy, cx),
             radius=radius,
             angle=rng.uniform(-0.3, 0.3),
-            colours=_contrasting_colours(rng),
+            colors=_contrasting_colors(rng),
             period=max(3.0, rng.uniform(0.3, 0.5) * radius),
             phase=(rng.uniform(), rng.uniform()),
             stripe_angle=rng.uniform(0, math.pi),

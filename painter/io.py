@@ -147,12 +147,12 @@ def default_palette(num_colors: int = 256) -> np.ndarray:
     if num_colors < 1:
         raise ValueError(f"num_colors must be >= 1, got {num_colors}")
     ids = np.arange(num_colors, dtype=np.int64)
-    colours = np.zeros((num_colors, 3), dtype=np.int64)
+    colors = np.zeros((num_colors, 3), dtype=np.int64)
     for bit in range(8):
         shift = 7 - bit
         for channel in range(3):
-            colours[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << shift
-    return colours.astype(np.uint8)
+            colors[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << shift
+    return colors.astype(np.uint8)
 
 
 def save_index_mask(
@@ -175,15 +175,15 @@ def save_index_mask(
     ids = _index_map(mask, "mask to save")
     top = int(ids.max())
     if top < 256:
-        colours = default_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
-        if colours.ndim != 2 or colours.shape[1] != 3:
-            raise InputMismatchError(f"palette has shape {colours.shape}; expected (K, 3)")
-        if len(colours) <= top:
+        colors = default_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
+        if colors.ndim != 2 or colors.shape[1] != 3:
+            raise InputMismatchError(f"palette has shape {colors.shape}; expected (K, 3)")
+        if len(colors) <= top:
             raise InputMismatchError(
-                f"mask has class id {top} but the palette has only {len(colours)} colours"
+                f"mask has class id {top} but the palette has only {len(colors)} colours"
             )
         table = np.zeros((256, 3), dtype=np.uint8)
-        table[: min(256, len(colours))] = colours[:256]
+        table[: min(256, len(colors))] = colors[:256]
         image = Image.fromarray(ids.astype(np.uint8))
         image.putpalette(table.tobytes())  # mode L -> P
     elif top <= 65535:
@@ -229,14 +229,14 @@ def overlay(
         raise InputMismatchError(f"image is {rgb.shape[:2]} but mask is {ids.shape}; resize one")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    colours = np.asarray(colors, dtype=np.float64)
-    if colours.ndim != 2 or colours.shape[1] != 3:
-        raise InputMismatchError(f"colors has shape {colours.shape}; expected (K, 3)")
-    if int(ids.max()) >= len(colours):
-        raise InputMismatchError(f"mask has id {int(ids.max())} but only {len(colours)} colors")
+    colors = np.asarray(colors, dtype=np.float64)
+    if colors.ndim != 2 or colors.shape[1] != 3:
+        raise InputMismatchError(f"colors has shape {colors.shape}; expected (K, 3)")
+    if int(ids.max()) >= len(colors):
+        raise InputMismatchError(f"mask has id {int(ids.max())} but only {len(colors)} colors")
     foreground = ids > 0  # (H, W)
     out = rgb.copy()
-    blended = (1.0 - alpha) * rgb[foreground] + alpha * colours[ids[foreground]]  # (M, 3)
+    blended = (1.0 - alpha) * rgb[foreground] + alpha * colors[ids[foreground]]  # (M, 3)
     out[foreground] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 

@@ -80,8 +80,8 @@ def foreground_weights(
     """
     if weight == 1.0:
         return valid
-    coloured = (target.amax(dim=1) > 0.05).to(target.dtype)  # (B, H, W)
-    weights = 1.0 + (weight - 1.0) * coloured
+    colored = (target.amax(dim=1) > 0.05).to(target.dtype)  # (B, H, W)
+    weights = 1.0 + (weight - 1.0) * colored
     return weights if valid is None else valid.to(target.dtype) * weights
 
 
@@ -97,7 +97,7 @@ def masked_palette_cross_entropy(
     patch_size: int,
     valid: torch.Tensor | None = None,
     temperature: float = 0.5,
-    max_colours: int = 32,
+    max_colors: int = 32,
     eps: float = 1e-2,
 ) -> torch.Tensor:
     """Cross-entropy of each hidden pixel's nearest-colour decision over its canvas's palette.
@@ -134,7 +134,7 @@ def masked_palette_cross_entropy(
     owner = uniq >> 27  # (U,) sample of each colour
     counts = torch.bincount(owner, minlength=batch)  # (B,)
     rank = torch.arange(uniq.numel(), device=pred.device) - (counts.cumsum(0) - counts)[owner]
-    size = int(min(max_colours, int(counts.max())))
+    size = int(min(max_colors, int(counts.max())))
     kept = rank < size
     flat_inverse = inverse.flatten()  # (B*HW,)
     first = torch.full((uniq.numel(),), flat_inverse.numel(), device=pred.device)

@@ -1,6 +1,6 @@
 """The palette SegGPT paints class masks with (the one Hugging Face's ``SegGptImageProcessor``
 builds): id 0 black, ids 1..K spread over an RGB grid. Shared by inference (``seggpt.coloring``)
-and training data (``data_mixtures.coloring``)."""
+and training data (``data_mixtures.episode_coloring``)."""
 
 from __future__ import annotations
 
@@ -42,5 +42,5 @@ def seggpt_palette(num_labels: int) -> np.ndarray:
     step = 256 // base
     location = np.arange(int(num_labels), dtype=np.int64)  # (K,) = id - 1
     digits = np.stack([location // base**2, (location // base) % base, location % base], axis=1)
-    colours = np.concatenate([np.zeros((1, 3), np.int64), 255 - digits * step])  # (K + 1, 3)
-    return colours.astype(np.uint8)
+    colors = np.concatenate([np.zeros((1, 3), np.int64), 255 - digits * step])  # (K + 1, 3)
+    return colors.astype(np.uint8)

@@ -88,13 +88,13 @@ def index_to_color(index_map: np.ndarray, palette: np.ndarray) -> np.ndarray:
         raise InvalidMaskError(
             f"index map has shape {ids.shape} and dtype {ids.dtype}; expected (H, W) integer ids"
         )
-    colours = _check_palette(palette)
-    if ids.size and (ids.min() < 0 or ids.max() >= len(colours)):
+    colors = _check_palette(palette)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(colors)):
         raise InvalidMaskError(
             f"index map has ids {int(ids.min())}..{int(ids.max())} but the palette has "
-            f"{len(colours)} colours (ids 0..{len(colours) - 1})"
+            f"{len(colors)} colours (ids 0..{len(colors) - 1})"
         )
-    return colours[ids.astype(np.intp)]  # (H, W, 3)
+    return colors[ids.astype(np.intp)]  # (H, W, 3)
 
 
 def color_to_index(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -115,14 +115,14 @@ def color_to_index(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
         raise InvalidMaskError(f"painted image has shape {pixels.shape}; expected (H, W, 3)")
     if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
         raise InvalidMaskError("painted image contains NaN or infinite values")
-    colours = _check_palette(palette).astype(np.float32)  # (K + 1, 3)
+    colors = _check_palette(palette).astype(np.float32)  # (K + 1, 3)
     height, width = pixels.shape[:2]
     flat = np.clip(pixels.reshape(-1, 3).astype(np.float32), 0, 255)  # (H * W, 3)
     ids = np.empty(len(flat), dtype=np.int64)
-    chunk = max(1, _CHUNK_ELEMENTS // (3 * len(colours)))
+    chunk = max(1, _CHUNK_ELEMENTS // (3 * len(colors)))
     for start in range(0, len(flat), chunk):
         part = flat[start : start + chunk]  # (M, 3)
-        distance = ((part[:, None, :] - colours[None, :, :]) ** 2).sum(-1)  # (M, K + 1)
+        distance = ((part[:, None, :] - colors[None, :, :]) ** 2).sum(-1)  # (M, K + 1)
         ids[start : start + chunk] = distance.argmin(axis=1)
     return ids.reshape(height, width)  # (H, W)
 
@@ -150,11 +150,11 @@ def prepare_prompt_masks(
     if len(masks) == 0:
         raise InvalidMaskError("no prompt masks given; pass at least one")
     normalised = [mask_from_array(mask, name=f"prompt mask {i}") for i, mask in enumerate(masks)]
-    colour_prompts = [i for i, mask in enumerate(normalised) if mask.ndim == 3]
-    if 0 < len(colour_prompts) < len(normalised):
+    color_prompts = [i for i, mask in enumerate(normalised) if mask.ndim == 3]
+    if 0 < len(color_prompts) < len(normalised):
         index_prompts = [i for i, mask in enumerate(normalised) if mask.ndim == 2]
         raise InvalidMaskError(
-            f"prompt masks {colour_prompts} are colour masks but {index_prompts} are class-id "
+            f"prompt masks {color_prompts} are colour masks but {index_prompts} are class-id "
             "maps; give all prompts of one call in the same form"
         )
     for i, mask in enumerate(normalised):
@@ -163,8 +163,8 @@ def prepare_prompt_masks(
                 f"prompt mask {i} is empty (no foreground pixel); give a prompt that shows the "
                 "object, or drop that prompt"
             )
-    if colour_prompts:
-        return _prepare_colour_masks(normalised)
+    if color_prompts:
+        return _prepare_color_masks(normalised)
     num_classes = max(int(mask.max()) for mask in normalised)
     if num_classes > MAX_CLASSES:
         raise InvalidMaskError(
@@ -207,9 +207,9 @@ def decode_painted(painted_rgb: np.ndarray, coloring: PromptColoring) -> np.ndar
     return color_to_index(pixels, coloring.palette)
 
 
-def _prepare_colour_masks(masks: list[np.ndarray]) -> tuple[list[np.ndarray], PromptColoring]:
+def _prepare_color_masks(masks: list[np.ndarray]) -> tuple[list[np.ndarray], PromptColoring]:
     """Number the distinct colours of (H, W, 3) uint8 masks and repaint them."""
-    codes = [_colour_codes(mask) for mask in masks]  # each (H, W) int64
+    codes = [_color_codes(mask) for mask in masks]  # each (H, W) int64
     distinct = np.unique(np.concatenate([code.ravel() for code in codes]))  # sorted; 0 = black
     foreground = distinct[distinct != 0]  # (K,) sorted lexicographically as (r, g, b)
     palette = seggpt_palette(len(foreground))
@@ -225,14 +225,14 @@ def _prepare_colour_masks(masks: list[np.ndarray]) -> tuple[list[np.ndarray], Pr
     return painted, coloring
 
 
-def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+def _color_codes(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 -> (H, W) int64 ``r << 16 | g << 8 | b``, ordered like (r, g, b)."""
     wide = rgb.astype(np.int64)
     return (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]
 
 
 def _check_palette(palette: np.ndarray) -> np.ndarray:
-    colours = np.asarray(palette)
-    if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) == 0:
-        raise InvalidMaskError(f"palette has shape {colours.shape}; expected (K + 1, 3)")
-    return colours.astype(np.uint8)
+    colors = np.asarray(palette)
+    if colors.ndim != 2 or colors.shape[1] != 3 or len(colors) == 0:
+        raise InvalidMaskError(f"palette has shape {colors.shape}; expected (K + 1, 3)")
+    return colors.astype(np.uint8)

@@ -130,17 +130,17 @@ class SegGPTPredictor:
                     f"prompt {i}: image is {image.shape[1]}x{image.shape[0]} but its mask is "
                     f"{mask.shape[1]}x{mask.shape[0]} (width x height); they must match"
                 )
-        coloured, coloring = prepare_prompt_masks(masks)
+        colored, coloring = prepare_prompt_masks(masks)
         half = self.config.half_size
         if ensemble is EnsembleMode.SPATIAL and len(images) > 1:
             n = grid_side(len(images))
             cell = (half[0] // n, half[1] // n)
             images = [resize_image(tile_grid([resize_image(im, cell) for im in images]), half)]
-            tiles = [resize_image(m, cell, nearest=True) for m in coloured]
-            coloured = [resize_image(tile_grid(tiles), half, nearest=True)]
+            tiles = [resize_image(m, cell, nearest=True) for m in colored]
+            colored = [resize_image(tile_grid(tiles), half, nearest=True)]
         images = [resize_image(im, half) for im in images]
-        coloured = [resize_image(m, half, nearest=True) for m in coloured]
-        return PreparedPrompts(self._to_tensor(images), self._to_tensor(coloured), coloring)
+        colored = [resize_image(m, half, nearest=True) for m in colored]
+        return PreparedPrompts(self._to_tensor(images), self._to_tensor(colored), coloring)
 
     # -- inference -------------------------------------------------------------------------------
     @torch.inference_mode()

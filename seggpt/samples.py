@@ -62,7 +62,7 @@ def synthetic_samples(size: tuple[int, int] = SAMPLE_SIZE, seed: int = 7) -> lis
     held_out = held_out_config(image_size=size, group_size=5)
     same = OpenSetSource(held_out, seed=seed, look=LookMode.SAME_LOOK, name="held-out")
     other = OpenSetSource(
-        held_out, seed=seed, look=LookMode.COLOUR_INDEPENDENT, name="held-out-colour"
+        held_out, seed=seed, look=LookMode.COLOR_INDEPENDENT, name="held-out-colour"
     )
     several = OpenSetSource(
         held_out_config(image_size=size, categories_per_group=(2, 3)),
@@ -72,13 +72,13 @@ def synthetic_samples(size: tuple[int, int] = SAMPLE_SIZE, seed: int = 7) -> lis
     )
     one = build_eval_episodes(same, num_episodes=2, shots=1, seed=seed)
     few = build_eval_episodes(same, num_episodes=1, shots=4, seed=seed + 1)
-    colour = build_eval_episodes(other, num_episodes=1, shots=1, seed=seed + 2)
+    color = build_eval_episodes(other, num_episodes=1, shots=1, seed=seed + 2)
     multi = build_eval_episodes(several, num_episodes=1, shots=1, seed=seed + 3, binary=False)
     named = [
         ("synthetic_1shot_a", one[0]),
         ("synthetic_1shot_b", one[1]),
         ("synthetic_4shot", few[0]),
-        ("synthetic_colour_independent", colour[0]),
+        ("synthetic_colour_independent", color[0]),
         ("synthetic_multiclass", multi[0]),
     ]
     return [_sample(n, e) for n, e in named]

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_QUERIES = 32  # per request; more is a script's job (tools.infer)
-BRUSH_COLOURS = default_palette(9)[1:]  # (8, 3): drawn colour k -> class id k + 1
+BRUSH_COLORS = default_palette(9)[1:]  # (8, 3): drawn colour k -> class id k + 1
 MAX_VIDEO_FRAMES = 300  # per request; longer videos are tools.vos's job
 MAX_MEMORY = 16  # memory frames a video request may ask for
 
@@ -149,7 +149,7 @@ def mask_from_layers(layers: Sequence[np.ndarray], size: tuple[int, int]) -> np.
         (H, W) int64, 0 where nothing is drawn.
     """
     ids = np.zeros(size, dtype=np.int64)  # (H, W)
-    colours = BRUSH_COLOURS.astype(np.int64)  # (K, 3)
+    colors = BRUSH_COLORS.astype(np.int64)  # (K, 3)
     for layer in layers:
         rgba = np.asarray(layer)
         if rgba.ndim != 3 or rgba.shape[-1] != 4:
@@ -159,7 +159,7 @@ def mask_from_layers(layers: Sequence[np.ndarray], size: tuple[int, int]) -> np.
             rgba = np.asarray(resized)
         drawn = rgba[..., 3] >= 128  # (H, W)
         rgb = rgba[drawn][:, :3].astype(np.int64)  # (M, 3)
-        nearest = ((rgb[:, None, :] - colours[None]) ** 2).sum(-1).argmin(1)  # (M,)
+        nearest = ((rgb[:, None, :] - colors[None]) ** 2).sum(-1).argmin(1)  # (M,)
         ids[drawn] = nearest + 1
     return ids
 

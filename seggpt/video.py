@@ -134,10 +134,10 @@ def first_mask_ids(mask: ImageSource) -> tuple[np.ndarray, np.ndarray]:
         return loaded, default_palette(max(top + 1, 2))
     codes = (loaded[..., 0].astype(np.int64) << 16) | (loaded[..., 1].astype(np.int64) << 8)
     codes |= loaded[..., 2]  # (H, W) one int per colour
-    colours = np.unique(codes[codes != 0])  # (N,) sorted
+    colors = np.unique(codes[codes != 0])  # (N,) sorted
     ids = np.zeros(codes.shape, dtype=np.int64)
-    ids[codes != 0] = np.searchsorted(colours, codes[codes != 0]) + 1
-    rgb = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)  # (N, 3)
+    ids[codes != 0] = np.searchsorted(colors, codes[codes != 0]) + 1
+    rgb = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], axis=1)  # (N, 3)
     return ids, np.concatenate([np.zeros((1, 3), np.int64), rgb]).astype(np.uint8)
 
 

@@ -81,13 +81,13 @@ def client(server, tmp_path) -> Client:
 # --- pure functions ----------------------------------------------------------------------------
 
 
-def test_mask_from_layers_maps_brush_colours_to_ids():
+def test_mask_from_layers_maps_brush_colors_to_ids():
     layer = np.zeros((6, 8, 4), dtype=np.uint8)
-    layer[1, 1] = (*serving.BRUSH_COLOURS[0], 255)
-    layer[2, 3] = (*(serving.BRUSH_COLOURS[2].astype(int) + 3).clip(0, 255), 200)  # anti-aliased
-    layer[4, 4] = (*serving.BRUSH_COLOURS[1], 60)  # faint edge: not drawn
+    layer[1, 1] = (*serving.BRUSH_COLORS[0], 255)
+    layer[2, 3] = (*(serving.BRUSH_COLORS[2].astype(int) + 3).clip(0, 255), 200)  # anti-aliased
+    layer[4, 4] = (*serving.BRUSH_COLORS[1], 60)  # faint edge: not drawn
     top = np.zeros_like(layer)
-    top[1, 1] = (*serving.BRUSH_COLOURS[4], 255)  # a later layer paints over
+    top[1, 1] = (*serving.BRUSH_COLORS[4], 255)  # a later layer paints over
     ids = serving.mask_from_layers([layer, top], (6, 8))
     expected = np.zeros((6, 8), dtype=np.int64)
     expected[1, 1], expected[2, 3] = 5, 3
@@ -105,7 +105,7 @@ def test_prompt_from_slot_prefers_uploaded_mask_and_explains_problems(tmp_path):
     with pytest.raises(InvalidImageError, match="example 2 has a mask but no image"):
         serving.prompt_from_slot(1, {"background": None, "layers": []}, "mask.png")
     stroke = layer.copy()
-    stroke[3, 3] = (*serving.BRUSH_COLOURS[0], 255)
+    stroke[3, 3] = (*serving.BRUSH_COLORS[0], 255)
     with pytest.raises(InvalidImageError, match="example 1 has a mask but no image"):
         serving.prompt_from_slot(0, {"background": None, "layers": [stroke]}, None)
     mask = np.zeros((8, 8), dtype=np.uint8)
@@ -117,14 +117,14 @@ def test_prompt_from_slot_prefers_uploaded_mask_and_explains_problems(tmp_path):
     np.testing.assert_array_equal(loaded, mask // 255)
 
 
-def test_segment_arrays_equals_predictor_and_keeps_colour_masks(predictor):
+def test_segment_arrays_equals_predictor_and_keeps_color_masks(predictor):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
-    colours = np.zeros((40, 56, 3), dtype=np.uint8)
-    colours[5:20, 5:30] = (10, 200, 30)
-    colours[25:35, 30:50] = (250, 0, 120)
-    seg = serving.segment_arrays(predictor, images[:1], [colours], images[1:])
-    reference = predictor.predict(images[:1], [colours], images[1:])
+    colors = np.zeros((40, 56, 3), dtype=np.uint8)
+    colors[5:20, 5:30] = (10, 200, 30)
+    colors[25:35, 30:50] = (250, 0, 120)
+    seg = serving.segment_arrays(predictor, images[:1], [colors], images[1:])
+    reference = predictor.predict(images[:1], [colors], images[1:])
     for mask, painted, over, ref, query in zip(
         seg.masks, seg.painted, seg.overlays, reference, images[1:]
     ):

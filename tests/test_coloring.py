@@ -74,8 +74,8 @@ def test_index_to_color_equals_hf_prompt_masks(hf_processor, num_labels):
     out = hf_processor.preprocess(
         prompt_masks=[index_map], num_labels=num_labels, return_tensors="pt"
     )
-    hf_colours = _denormalise(hf_processor, out["prompt_masks"][0])
-    assert (index_to_color(index_map, seggpt_palette(num_labels)) == hf_colours).all()
+    hf_colors = _denormalise(hf_processor, out["prompt_masks"][0])
+    assert (index_to_color(index_map, seggpt_palette(num_labels)) == hf_colors).all()
 
 
 def test_binary_masks_are_white_on_black():
@@ -99,7 +99,7 @@ def test_color_to_index_equals_hf_post_processing(hf_processor, num_labels):
     assert (color_to_index(hf_painted, seggpt_palette(num_labels)) == hf_ids.numpy()).all()
 
 
-def test_colour_round_trip_and_chunking(monkeypatch):
+def test_color_round_trip_and_chunking(monkeypatch):
     palette = seggpt_palette(150)
     ids = np.random.default_rng(0).integers(0, 151, (60, 61))
     monkeypatch.setattr("seggpt.coloring._CHUNK_ELEMENTS", 1000)  # many small chunks
@@ -131,7 +131,7 @@ def test_prepare_index_masks_keep_ids():
     assert painted[1][0, 0].tolist() == palette[2].tolist()
 
 
-def test_prepare_colour_masks_sorts_colours():
+def test_prepare_color_masks_sorts_colors():
     red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
     first = np.zeros((2, 2, 3), np.uint8)
     first[0, 0], first[0, 1] = red, blue
@@ -156,10 +156,10 @@ def test_prepare_errors():
     many = np.stack([codes // 256, codes % 256, codes % 7], axis=-1).reshape(64, 64, 3)
     with pytest.raises(InvalidMaskError, match="4096 classes, at most 4095"):
         prepare_prompt_masks([many.astype(np.uint8)])
-    colour = np.zeros((2, 2, 3), np.uint8)
-    colour[0, 0] = (255, 0, 0)
+    color = np.zeros((2, 2, 3), np.uint8)
+    color[0, 0] = (255, 0, 0)
     with pytest.raises(InvalidMaskError, match=r"prompt masks \[1\] are colour masks"):
-        prepare_prompt_masks([np.ones((2, 2), int), colour])
+        prepare_prompt_masks([np.ones((2, 2), int), color])
     with pytest.raises(InvalidMaskError, match="no prompt masks"):
         prepare_prompt_masks([])
 
@@ -180,14 +180,14 @@ def test_decode_painted_with_noise():
     assert decode_painted(grey, coloring).tolist() == [[0, 1]]
 
 
-def test_decode_colour_masks_gives_ids_into_class_values():
-    colour = np.zeros((4, 4, 3), np.uint8)
-    colour[:2, :2] = (10, 200, 30)
-    colour[2:, 2:] = (250, 5, 5)
-    (painted,), coloring = prepare_prompt_masks([colour])
+def test_decode_color_masks_gives_ids_into_class_values():
+    color = np.zeros((4, 4, 3), np.uint8)
+    color[:2, :2] = (10, 200, 30)
+    color[2:, 2:] = (250, 5, 5)
+    (painted,), coloring = prepare_prompt_masks([color])
     ids = decode_painted(painted.astype(float) + 5.0, coloring)
     values = np.array(coloring.class_values, dtype=np.uint8)[ids]  # (H, W, 3)
-    assert (values == colour).all()
+    assert (values == color).all()
 
 
 def test_prompt_coloring_is_frozen_and_validated():

@@ -58,13 +58,13 @@ def _halves(episode) -> tuple[np.ndarray, np.ndarray]:
     return target[:half], target[half:]
 
 
-def _band_colours(side: np.ndarray) -> list[tuple[int, ...]]:
-    colours = []
+def _band_colors(side: np.ndarray) -> list[tuple[int, ...]]:
+    colors = []
     for band in range(BANDS):
         block = side[1:, band * 8 : (band + 1) * 8].reshape(-1, 3)
         assert (block == block[0]).all()  # one colour per band
-        colours.append(tuple(block[0]))
-    return colours
+        colors.append(tuple(block[0]))
+    return colors
 
 
 def test_episode_layout_and_types():
@@ -90,14 +90,14 @@ def _record_index(half: torch.Tensor, source: RecordSource) -> int:
     return next(i for i, r in enumerate(source) if np.array_equal(r.image, pixels))
 
 
-def test_colouring_is_shared_between_halves_and_distinct():
+def test_coloring_is_shared_between_halves_and_distinct():
     source = BandSource()
-    coloured_counts = []
+    colored_counts = []
     for seed in range(30):
         episode = sample_episode(
             source, SegType.SEMANTIC, np.random.default_rng(seed), sampling=PLAIN, masking=MASKING
         )
-        prompt, query = (_band_colours(side) for side in _halves(episode))
+        prompt, query = (_band_colors(side) for side in _halves(episode))
         black = (0, 0, 0)
         assert prompt[3] == query[3] == black  # background stays black
         for band in (1, 2):  # classes 3 and 4 sit in the same band of every record
@@ -112,17 +112,17 @@ def test_colouring_is_shared_between_halves_and_distinct():
         elif black not in (prompt[0], query[0]):
             assert prompt[0] != query[0]
         # distinct classes get distinct colours, far from black
-        prompt_coloured = [c for c in prompt if c != black]
-        assert len(prompt_coloured) == len(set(prompt_coloured)) >= 1
+        prompt_colored = [c for c in prompt if c != black]
+        assert len(prompt_colored) == len(set(prompt_colored)) >= 1
         assert {c for c in query if c != black} <= set(prompt)  # query colours come from it
-        array = np.array(prompt_coloured, dtype=np.float64)
+        array = np.array(prompt_colored, dtype=np.float64)
         assert np.linalg.norm(array, axis=1).min() >= PLAIN.min_color_brightness
         distances = np.linalg.norm(array[:, None] - array[None], axis=-1)
         assert (
             distances[~np.eye(len(array), dtype=bool)].min(initial=1e9) >= PLAIN.min_color_distance
         )
-        coloured_counts.append(len(prompt_coloured))
-    assert min(coloured_counts) == 1 and max(coloured_counts) == 3  # random subsets
+        colored_counts.append(len(prompt_colored))
+    assert min(colored_counts) == 1 and max(colored_counts) == 3  # random subsets
 
 
 def test_instance_episode_views_share_one_mapping():
@@ -133,8 +133,8 @@ def test_instance_episode_views_share_one_mapping():
         )
         prompt, query = _halves(episode)
         np.testing.assert_array_equal(prompt, query)  # identical views here, one mapping
-        colours = [c for c in _band_colours(prompt) if c != (0, 0, 0)]
-        assert 1 <= len(colours) == len(set(colours))  # distinct instances, distinct colours
+        colors = [c for c in _band_colors(prompt) if c != (0, 0, 0)]
+        assert 1 <= len(colors) == len(set(colors))  # distinct instances, distinct colours
         assert episode.seg_type is SegType.INSTANCE
 
 
@@ -157,9 +157,9 @@ def test_mixed_context_shares_the_mapping():
         )
         assert episode.image.shape == (3, 64, 32)
         prompt, query = _halves(episode)
-        prompt_colours = {tuple(c) for c in prompt.reshape(-1, 3)}
-        query_colours = {tuple(c) for c in query.reshape(-1, 3)}
-        assert query_colours <= prompt_colours
+        prompt_colors = {tuple(c) for c in prompt.reshape(-1, 3)}
+        query_colors = {tuple(c) for c in query.reshape(-1, 3)}
+        assert query_colors <= prompt_colors
         # four tiles of 16x16 with 4-pixel bands: class 3 (2nd band) in every tile, one colour
         class3 = {tuple(prompt[r, c]) for r in (5, 21) for c in (5, 21)}
         assert len(class3) == 1

@@ -99,18 +99,18 @@ def test_unreadable_file_skipped_with_warning_and_count(semantic_folder):
     assert source.get(1) is None and source.num_skipped == 2  # counted once per record
 
 
-def test_instance_folder_with_grey_and_colour_ids(tmp_path):
+def test_instance_folder_with_grey_and_color_ids(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "instances").mkdir()
     ids = np.zeros((10, 10), np.uint16)
     ids[1:4, 1:4], ids[5:9, 5:9] = 300, 7  # 16-bit ids
     Image.fromarray(_image(0, (10, 10))).save(tmp_path / "images" / "a.png")
     Image.fromarray(ids).save(tmp_path / "instances" / "a.png")
-    colours = np.zeros((10, 10, 3), np.uint8)
-    colours[0:2] = (200, 10, 10)
-    colours[5:] = (10, 10, 200)
+    colors = np.zeros((10, 10, 3), np.uint8)
+    colors[0:2] = (200, 10, 10)
+    colors[5:] = (10, 10, 200)
     Image.fromarray(_image(1, (10, 10))).save(tmp_path / "images" / "b.png")
-    Image.fromarray(colours).save(tmp_path / "instances" / "b.png")
+    Image.fromarray(colors).save(tmp_path / "instances" / "b.png")
     source = InstanceFolderSource(tmp_path)
     assert source[0].instances() == (7, 300) and source[0].semantic is None
     instance = source[1].instance

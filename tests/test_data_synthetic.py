@@ -90,7 +90,7 @@ def test_distractors_are_drawn_but_labelled_background():
     assert changed_background > 500  # distractor pixels exist, with label 0
 
 
-def test_category_is_not_a_colour():
+def test_category_is_not_a_color():
     """Instances of one category get very different colours; mean colour does not separate."""
     source = SyntheticSource(SyntheticConfig(image_size=(96, 96), num_records=400), seed=0)
     means: dict[int, list[np.ndarray]] = {}

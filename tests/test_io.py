@@ -181,12 +181,12 @@ def test_davis_palette_png_gives_indices(tmp_path):
     assert loaded.dtype == np.int64 and (loaded == ids).all()
 
 
-def test_colour_masks_and_alpha(tmp_path):
-    colours = np.zeros((2, 3, 4), np.uint8)
-    colours[0, 0] = (255, 0, 0, 255)
-    colours[0, 1] = (0, 255, 0, 255)
-    colours[1, 2] = (0, 0, 255, 0)  # transparent -> background
-    Image.fromarray(colours).save(tmp_path / "c.png")
+def test_color_masks_and_alpha(tmp_path):
+    colors = np.zeros((2, 3, 4), np.uint8)
+    colors[0, 0] = (255, 0, 0, 255)
+    colors[0, 1] = (0, 255, 0, 255)
+    colors[1, 2] = (0, 0, 255, 0)  # transparent -> background
+    Image.fromarray(colors).save(tmp_path / "c.png")
     loaded = load_mask(tmp_path / "c.png")
     assert loaded.shape == (2, 3, 3) and loaded.dtype == np.uint8
     assert loaded[0, 0].tolist() == [255, 0, 0] and loaded[1, 2].tolist() == [0, 0, 0]

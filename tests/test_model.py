@@ -133,13 +133,13 @@ def _palette_ce_by_hand(pred, target, patch_mask, patch_size, temperature):
     grid_w = width // patch_size
     for b in range(batch):
         pixels = target[b].reshape(3, -1).T
-        colours = torch.unique(pixels, dim=0)
+        colors = torch.unique(pixels, dim=0)
         for y in range(height):
             for x in range(width):
                 if not patch_mask[b, (y // patch_size) * grid_w + x // patch_size]:
                     continue
-                d2 = ((pred[b, :, y, x] - colours) ** 2).sum(1)
-                true = (colours == target[b, :, y, x]).all(1).nonzero()[0, 0]
+                d2 = ((pred[b, :, y, x] - colors) ** 2).sum(1)
+                true = (colors == target[b, :, y, x]).all(1).nonzero()[0, 0]
                 total += float(torch.logsumexp(-d2 / temperature, 0) + d2[true] / temperature)
                 count += 1
     return total / (count + 1e-2)
@@ -150,9 +150,9 @@ def test_palette_cross_entropy_matches_a_pixel_by_pixel_computation():
     from painter.ops import normalize
 
     gen = torch.Generator().manual_seed(0)
-    colours = torch.randint(0, 256, (2, 4, 3), generator=gen).float() / 255
+    colors = torch.randint(0, 256, (2, 4, 3), generator=gen).float() / 255
     ids = torch.randint(0, 4, (2, 8, 8), generator=gen)
-    target = normalize(torch.stack([colours[b][ids[b]].permute(2, 0, 1) for b in range(2)]))
+    target = normalize(torch.stack([colors[b][ids[b]].permute(2, 0, 1) for b in range(2)]))
     pred = target + 0.7 * torch.randn(target.shape, generator=gen)
     patch_mask = torch.rand(2, 16, generator=gen) < 0.6
     got = masked_palette_cross_entropy(pred, target, patch_mask, patch_size=2, temperature=0.5)

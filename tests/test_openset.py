@@ -71,12 +71,12 @@ def test_records_are_pure_functions_of_seed_and_index():
     assert not np.array_equal(source[7].image, other[7].image)
 
 
-def _class_colour(record, class_id):
+def _class_color(record, class_id):
     return record.image[record.semantic == class_id].reshape(-1, 3).astype(float).mean(axis=0)
 
 
 @pytest.mark.parametrize("look", list(LookMode))
-def test_groups_share_categories_and_the_look_mode_decides_the_colours(look):
+def test_groups_share_categories_and_the_look_mode_decides_the_colors(look):
     config = OpenSetConfig(
         image_size=(96, 96),
         num_groups=40,
@@ -97,7 +97,7 @@ def test_groups_share_categories_and_the_look_mode_decides_the_colours(look):
             3 * group + 1,
             3 * group + 2,
         )
-        gaps.append(np.abs(_class_colour(a, class_id) - _class_colour(b, class_id)).mean())
+        gaps.append(np.abs(_class_color(a, class_id) - _class_color(b, class_id)).mean())
     if look is LookMode.SAME_LOOK:  # the same colours (textures sampled at other offsets)
         assert np.median(gaps) < 25, gaps
     else:  # colours drawn anew for every image
@@ -117,7 +117,7 @@ def test_class_ids_are_unique_per_group_and_distractors_are_unlabelled():
         assert np.all(record.instance[record.semantic > 0] > 0)
 
 
-def test_colour_independent_distractors_wear_the_colours_of_another_image():
+def test_color_independent_distractors_wear_the_colors_of_another_image():
     """In colour-independent groups some distractor takes the target's colours from another
     image of the group: across many groups, a query's unlabelled pixels come close to the
     prompt's target colour more often than in same-look groups."""
@@ -137,11 +137,11 @@ def test_colour_independent_distractors_wear_the_colours_of_another_image():
         for group in range(30):
             prompt, query = source[2 * group], source[2 * group + 1]
             [class_id] = prompt.classes()
-            colour = _class_colour(prompt, class_id)
+            color = _class_color(prompt, class_id)
             others = query.image[(query.semantic == 0) & (query.instance > 0)].astype(float)
-            count += int(np.any(np.abs(others - colour).mean(axis=1) < 12))
+            count += int(np.any(np.abs(others - color).mean(axis=1) < 12))
         hits[look] = count
-    assert hits[LookMode.COLOUR_INDEPENDENT] > hits[LookMode.SAME_LOOK] + 3, hits
+    assert hits[LookMode.COLOR_INDEPENDENT] > hits[LookMode.SAME_LOOK] + 3, hits
 
 
 def test_fixed_categories_use_the_same_classes_everywhere():

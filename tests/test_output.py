@@ -57,25 +57,23 @@ def test_cli_and_app_write_byte_identical_files(tmp_path, tiny_checkpoint, kind)
         cli_file, app_file = cli_out / f"q_{kind_name}.png", app_out / f"q_{kind_name}.png"
         assert cli_file.read_bytes() == app_file.read_bytes(), kind_name
     with Image.open(cli_out / "q_mask.png") as image:
-        colours = np.array(image.getpalette()[:9], dtype=np.uint8).reshape(3, 3)
+        colors = np.array(image.getpalette()[:9], dtype=np.uint8).reshape(3, 3)
     expected = default_palette(3)
     if kind == "colour":
         expected = _prompt_mask("colour")[[0, 10, 30], [0, 10, 40]]  # black, then sorted colours
     elif kind == "binary":
         expected = default_palette(2)
-        colours = colours[:2]
-    np.testing.assert_array_equal(colours, expected)
+        colors = colors[:2]
+    np.testing.assert_array_equal(colors, expected)
 
 
-def test_display_palette_keeps_user_colours_and_uses_voc_otherwise():
+def test_display_palette_keeps_user_colors_and_uses_voc_otherwise():
     _, index = prepare_prompt_masks([_prompt_mask("index")])
     np.testing.assert_array_equal(display_palette(index), default_palette(3))
     _, binary = prepare_prompt_masks([_prompt_mask("binary")])
     np.testing.assert_array_equal(display_palette(binary), default_palette(2))
-    _, colour = prepare_prompt_masks([_prompt_mask("colour")])
-    np.testing.assert_array_equal(
-        display_palette(colour), [(0, 0, 0), (10, 200, 30), (250, 0, 120)]
-    )
+    _, color = prepare_prompt_masks([_prompt_mask("colour")])
+    np.testing.assert_array_equal(display_palette(color), [(0, 0, 0), (10, 200, 30), (250, 0, 120)])
 
 
 def test_output_names_folders_then_extensions_then_a_counter():

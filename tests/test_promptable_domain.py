@@ -30,7 +30,7 @@ def decode(model, images, boxes):
         return model.predict_masks(embedding, boxes=boxes, multimask=False)[0]
 
 
-def test_domain_shift_is_deterministic_and_changes_colours_not_labels():
+def test_domain_shift_is_deterministic_and_changes_colors_not_labels():
     [sample] = shifted_objects(64, "test", 1)
     [again] = shifted_objects(64, "test", 1)
     np.testing.assert_array_equal(sample.image, again.image)

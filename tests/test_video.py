@@ -84,7 +84,7 @@ def test_jf_of_a_shifted_square_by_hand():
     assert score.jf == pytest.approx((3 / 7 + 0.45) / 2) and score.frames == 1
 
 
-def test_propagation_keeps_object_ids_and_a_bounded_colour_memory(predictor):
+def test_propagation_keeps_object_ids_and_a_bounded_color_memory(predictor):
     video = synthetic_video(SMALL, seed=2)
     segmenter = VideoSegmenter(predictor, memory_size=3, admit_ratio=None)
     state = segmenter.start(video.frames[0], video.masks[0])
@@ -102,8 +102,8 @@ def test_propagation_keeps_object_ids_and_a_bounded_colour_memory(predictor):
     assert len({tuple(c) for c in palette}) == 4
     for memory in state.prompt_frames:  # every prompt is painted in the video's object colours
         rgb = torch.round(denormalize(memory.target) * 255).permute(1, 2, 0).reshape(-1, 3)
-        colours = {tuple(c) for c in rgb.to(torch.int64).tolist()}
-        assert colours <= {tuple(c) for c in palette.tolist()}
+        colors = {tuple(c) for c in rgb.to(torch.int64).tolist()}
+        assert colors <= {tuple(c) for c in palette.tolist()}
     ids_in_first = {tuple(palette[i]) for i in (1, 2, 3)}
     first_rgb = torch.round(denormalize(state.first.target) * 255).permute(1, 2, 0)
     assert ids_in_first <= {tuple(c) for c in first_rgb.reshape(-1, 3).to(torch.int64).tolist()}

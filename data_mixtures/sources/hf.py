@@ -17,7 +17,7 @@ from PIL import Image
 
 from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType, present_labels
 from data_mixtures.sources.base import UNREADABLE_ERRORS, RecordSource
-from data_mixtures.sources.instance import colours_to_ids
+from data_mixtures.sources.instance import colors_to_ids
 from painter.errors import DatasetError, InvalidImageError, missing_dependency
 from painter.io import load_image, load_mask
 
@@ -130,7 +130,7 @@ class HFSource(RecordSource):
             semantic = self._semantic(row[self.mask_column], index)
         if self.instance_column is not None:
             raw = load_mask(_cell_to_readable(row[self.instance_column], "instance mask"))
-            instance = colours_to_ids(raw) if raw.ndim == 3 else raw
+            instance = colors_to_ids(raw) if raw.ndim == 3 else raw
         for column, labels in ((self.mask_column, semantic), (self.instance_column, instance)):
             if labels is not None and labels.shape != image.shape[:2]:
                 raise DatasetError(

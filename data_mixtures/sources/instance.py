@@ -31,12 +31,12 @@ from painter.masks import decode_segmentation
 logger = logging.getLogger(__name__)
 
 
-def colours_to_ids(mask: np.ndarray) -> np.ndarray:
+def colors_to_ids(mask: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 colour-coded instances -> (H, W) int64 ids; black is 0, others 1..N."""
-    colours, ids = np.unique(mask.reshape(-1, 3), axis=0, return_inverse=True)  # (N, 3), (H*W,)
+    colors, ids = np.unique(mask.reshape(-1, 3), axis=0, return_inverse=True)  # (N, 3), (H*W,)
     ids = ids.reshape(mask.shape[:2]).astype(np.int64)  # (H, W)
     # unique rows are sorted, so black, when present, is colour 0 already
-    return ids if not colours[0].any() else ids + 1
+    return ids if not colors[0].any() else ids + 1
 
 
 class InstanceFolderSource(RecordSource):
@@ -74,7 +74,7 @@ class InstanceFolderSource(RecordSource):
         image_path, mask_path = self.pairs[index]
         image = load_image(image_path)
         mask = load_mask(mask_path)
-        instance = colours_to_ids(mask) if mask.ndim == 3 else mask
+        instance = colors_to_ids(mask) if mask.ndim == 3 else mask
         if instance.shape != image.shape[:2]:
             raise DatasetError(
                 f"instance mask {mask_path} is {instance.shape[1]}x{instance.shape[0]} but image "

@@ -84,11 +84,11 @@ class PromptableRunner:
             )
         order = np.argsort(-result.scores[0])
         masks = [result.masks[0, k] for k in order]
-        colours = np.array([[0, 0, 0], [30, 144, 255]], dtype=np.uint8)
+        colors = np.array([[0, 0, 0], [30, 144, 255]], dtype=np.uint8)
         return PromptedMasks(
             masks=masks,
             scores=[float(result.scores[0, k]) for k in order],
-            overlays=[overlay(rgb, m.astype(np.int64), colours) for m in masks],
+            overlays=[overlay(rgb, m.astype(np.int64), colors) for m in masks],
         )
 
     def refine(self, image: ImageSource, mask: np.ndarray) -> np.ndarray:

@@ -116,7 +116,7 @@ def build_eval_sets(config: EvalSetsConfig = EvalSetsConfig()) -> dict[str, list
     check_disjoint(config.train_config, held_out)
     sets: dict[str, list[EvalEpisode]] = {}
     for offset, (name, look) in enumerate(
-        (("same-look", LookMode.SAME_LOOK), ("colour-independent", LookMode.COLOUR_INDEPENDENT))
+        (("same-look", LookMode.SAME_LOOK), ("colour-independent", LookMode.COLOR_INDEPENDENT))
     ):
         if name in config.names:
             source = OpenSetSource(held_out, seed=config.seed + offset, look=look, name=name)

@@ -50,7 +50,7 @@ EASY_SYNTHETIC = dict(
     object_size=(0.2, 0.3),
     clutter_strokes=(0, 0),
     noise_std=2.0,
-    colour_jitter=10.0,
+    color_jitter=10.0,
 )
 
 
@@ -69,7 +69,7 @@ DEMO_SYNTHETIC = dict(
     object_size=(0.18, 0.3),
     clutter_strokes=(2, 8),
     noise_std=4.0,
-    colour_jitter=20.0,
+    color_jitter=20.0,
 )
 _SYNTHETIC_OF_MIXTURE = {"easy": EASY_SYNTHETIC, "demo": DEMO_SYNTHETIC}
 
@@ -81,7 +81,7 @@ def openset_entries(pair_size: tuple[int, int], *, seed: int) -> list[MixtureEnt
     config = OpenSetConfig(image_size=pair_size)
     same = OpenSetSource(config, seed=seed, look=LookMode.SAME_LOOK, name="open-set-same-look")
     other = OpenSetSource(
-        config, seed=seed, look=LookMode.COLOUR_INDEPENDENT, name="open-set-colour-independent"
+        config, seed=seed, look=LookMode.COLOR_INDEPENDENT, name="open-set-colour-independent"
     )
     mixed = OpenSetSource(config, seed=seed, name="open-set")
     photos = PhotoSource(

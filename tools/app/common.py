@@ -20,7 +20,7 @@ import numpy as np
 
 from painter.errors import PainterError, missing_dependency
 from seggpt.predictor import SegGPTPredictor
-from seggpt.serving import BRUSH_COLOURS
+from seggpt.serving import BRUSH_COLORS
 
 if TYPE_CHECKING:
     from painter.promptable.serving import PromptableRunner
@@ -108,7 +108,7 @@ def brush_editor(label: str, height: int = 340) -> gr.ImageEditor:
         transforms=(),
         layers=False,
         brush=gr.Brush(
-            colors=[f"rgb({r}, {g}, {b})" for r, g, b in BRUSH_COLOURS],
+            colors=[f"rgb({r}, {g}, {b})" for r, g, b in BRUSH_COLORS],
             color_mode="fixed",
         ),
         height=height,

@@ -38,9 +38,9 @@ def random_palette(
         for _ in range(_ROUNDS_PER_THRESHOLD):
             candidates = generator.integers(0, 256, (_CANDIDATES_PER_ROUND, 3)).astype(np.float64)
             candidates = candidates[np.linalg.norm(candidates, axis=1) >= min_brightness]
-            for colour in candidates:
-                if all(np.linalg.norm(colour - c) >= max(distance, 1.0) for c in accepted):
-                    accepted.append(colour)
+            for color in candidates:
+                if all(np.linalg.norm(color - c) >= max(distance, 1.0) for c in accepted):
+                    accepted.append(color)
                     if len(accepted) == count:
                         break
             if len(accepted) == count:
@@ -57,11 +57,11 @@ def shuffled_seggpt_palette(count: int, generator: np.random.Generator) -> np.nd
     Returns:
         (count, 3) uint8.
     """
-    colours = seggpt_palette(count)[1:]  # (count, 3), black left out
-    return colours[generator.permutation(count)]
+    colors = seggpt_palette(count)[1:]  # (count, 3), black left out
+    return colors[generator.permutation(count)]
 
 
-def colorize(keys: np.ndarray, colours: Mapping[int, np.ndarray]) -> np.ndarray:
+def colorize(keys: np.ndarray, colors: Mapping[int, np.ndarray]) -> np.ndarray:
     """Paint a key map: each key in ``colours`` gets its colour, every other pixel black.
 
     Args:
@@ -72,6 +72,6 @@ def colorize(keys: np.ndarray, colours: Mapping[int, np.ndarray]) -> np.ndarray:
         (H, W, 3) uint8.
     """
     out = np.zeros((*keys.shape, 3), dtype=np.uint8)
-    for key, colour in colours.items():
-        out[keys == key] = colour
+    for key, color in colors.items():
+        out[keys == key] = color
     return out

@@ -20,7 +20,8 @@ import torch
 from harness import format_table, machine_header, machine_info, write_json
 
 from painter.promptable import build_sam
-from seggpt.training.promptable import ObjectSample, evaluate_prompts
+from seggpt.training.promptable import evaluate_prompts
+from seggpt.training.promptable_data import ObjectSample
 from seggpt.training.promptable_domain import (
     adapt_with_boxes,
     lora_parameter_count,

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from harness import machine_header, machine_info, write_json
 
-from data_mixtures.openset import LookMode, OpenSetConfig, OpenSetSource
+from data_mixtures.openset import OpenSetSource
+from data_mixtures.openset_config import LookMode, OpenSetConfig
 from painter.losses import foreground_weights, masked_palette_cross_entropy
 from painter.ops import denormalize, normalize
 from painter.registry import get_config

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_mixtures.eval_episodes import build_eval_episodes, cross_pair_episodes, two_view_episodes
-from data_mixtures.openset import LookMode, OpenSetSource, held_out_config
+from data_mixtures.openset import OpenSetSource
+from data_mixtures.openset_config import LookMode, held_out_config
 from data_mixtures.records import EvalEpisode
 from data_mixtures.sources.photos import PhotoSource, PhotoSplit, installed_photos
 from painter.errors import DatasetError

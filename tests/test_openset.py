@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_mixtures.openset import (
-    LookMode,
-    OpenSetConfig,
-    OpenSetSource,
-    check_disjoint,
-    held_out_config,
-)
+from data_mixtures.openset import OpenSetSource
+from data_mixtures.openset_config import LookMode, OpenSetConfig, check_disjoint, held_out_config
 from data_mixtures.procedural import (
     HELD_OUT_BACKGROUNDS,
     HELD_OUT_SHAPES,

@@ -16,12 +16,11 @@ from painter.promptable.prompt_encoder import PADDING_LABEL
 from seggpt.training.promptable import (
     PromptableTrainConfig,
     _prompt_rows,
-    centre_point,
     evaluate_prompts,
     interactive_loss,
-    object_sample,
     train_promptable,
 )
+from seggpt.training.promptable_data import centre_point, object_sample
 from tests.promptable_helpers import small_sam_config
 
 
@@ -112,7 +111,7 @@ def test_train_promptable_writes_metrics_and_report(tmp_path):
 
 def test_evaluation_of_a_perfect_oracle_is_one(monkeypatch):
     from painter.promptable import predictor as predictor_module
-    from seggpt.training.promptable import demo_sources, object_samples
+    from seggpt.training.promptable_data import demo_sources, object_samples
 
     _, _, held_out = demo_sources(64, 0)
     samples = object_samples(held_out, 3, 64)

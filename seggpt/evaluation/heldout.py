@@ -25,13 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_mixtures.eval_episodes import build_eval_episodes, cross_pair_episodes, two_view_episodes
-from data_mixtures.openset import (
-    LookMode,
-    OpenSetConfig,
-    OpenSetSource,
-    check_disjoint,
-    held_out_config,
-)
+from data_mixtures.openset import OpenSetSource
+from data_mixtures.openset_config import LookMode, OpenSetConfig, check_disjoint, held_out_config
 from data_mixtures.records import EvalEpisode
 from data_mixtures.sources.photos import (
     OPENCV_DOC_EXAMPLES,

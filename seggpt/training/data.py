@@ -6,7 +6,8 @@ from __future__ import annotations
 from data_mixtures.eval_episodes import build_eval_episodes as _episodes_from
 from data_mixtures.masking import MaskingConfig
 from data_mixtures.mixture import MixtureDataset, MixtureEntry, default_entries
-from data_mixtures.openset import LookMode, OpenSetConfig, OpenSetSource, held_out_config
+from data_mixtures.openset import OpenSetSource
+from data_mixtures.openset_config import LookMode, OpenSetConfig, held_out_config
 from data_mixtures.procedural import BackgroundFamily
 from data_mixtures.records import EvalEpisode, SegType
 from data_mixtures.sampling import SamplingConfig

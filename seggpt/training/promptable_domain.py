@@ -160,7 +160,7 @@ def shifted_objects(
     side: int, split: str, count: int, *, shift: DomainShift | None = None, min_pixels: int = 64
 ) -> list[WeaklyLabelled]:
     """``count`` held-out synthetic images (never trained on) under ``shift``, at ``side``."""
-    from seggpt.training.promptable import demo_sources, object_samples
+    from seggpt.training.promptable_data import demo_sources, object_samples
 
     _, _, held_out = demo_sources(side, 0)
     samples = object_samples(

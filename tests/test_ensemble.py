@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.references import random_hf_seggpt
-from painter.ops import query_half_mask
+from painter.ops import denormalize, normalize, query_half_mask
 from seggpt.ensemble import average_query_half, tile_grid
 from seggpt.loading import build_model, load_model
 from tests.test_parity_hf import SMALL, _rel
@@ -119,7 +119,9 @@ def test_tile_grid_fills_every_cell():
 
 
 @pytest.mark.parametrize(
-    "extension", [{"decoder_guide": 4}, {"decoder_linear": True}], ids=["guided", "linear"]
+    "extension",
+    [{"decoder_guide": 4}, {"decoder_linear": True}, {"paint_activation": "sigmoid"}],
+    ids=["guided", "linear", "sigmoid"],
 )
 def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
     """With the image-guided decoder (decoder_guide > 0) or the linear painting path
@@ -149,6 +151,13 @@ def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
             assert _rel(again.paint_queries(pi, pt, qi), fast) < 1e-6
     with pytest.raises(CheckpointError, match="image-guided or linear"):
         config_to_hf(config)
+    if "paint_activation" in extension:  # the canvas is the sigmoid of the raw output
+        with torch.no_grad():
+            raw = model(images, targets, query_half_mask(6, config.grid), raw=True)
+            painted = model(images, targets, query_half_mask(6, config.grid))
+        assert _rel(painted, normalize(torch.sigmoid(raw))) < 1e-6
+        assert (denormalize(painted) >= 0).all() and (denormalize(painted) <= 1).all()
+        return
     # The extra layers reach the output.
     extra = model.decoder.guide[0] if "decoder_guide" in extension else model.decoder.linear_paint
     with torch.no_grad():

@@ -14,6 +14,7 @@ import torch
 
 from painter.errors import CheckpointError, ConfigError
 from painter.optim import warmup_cosine
+from seggpt.loading import load_model
 from seggpt.training.config import load_train_config
 from seggpt.training.trainer import Trainer
 
@@ -40,6 +41,10 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     before = Trainer(config, tmp_path / "fresh", device="cpu")
     assert any(not torch.allclose(a[k], before.model.state_dict()[k]) for k in a)
+    # a run folder's checkpoint loads as a model (for evaluating a run while it trains)
+    loaded = load_model(straight.latest_checkpoint())
+    assert loaded.config == straight.model.config
+    assert all(torch.equal(v, a[k]) for k, v in loaded.state_dict().items())
 
 
 def test_resume_refuses_another_config(tmp_path):

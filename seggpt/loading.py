@@ -12,11 +12,12 @@ from painter.config import PainterConfig
 from painter.errors import CheckpointError
 from painter.model import PainterModel, build_painter
 from painter.registry import get_config
+from painter.resources import bundled_path
 from seggpt.model import build_seggpt
 
 logger = logging.getLogger(__name__)
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "demo_seggpt.safetensors"
+DEMO_CHECKPOINT = bundled_path("seggpt", "weights/demo_seggpt.safetensors")
 #: A prompt tuned for the demo model on the bundled fixed-class task (benchmarks/bench_tuning.py).
 DEMO_TUNED_PROMPT = DEMO_CHECKPOINT.with_name("demo_tuned_prompt.safetensors")
 

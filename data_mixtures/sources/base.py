@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_mixtures.records import SegRecord, SegType
+from data_mixtures.records import SegRecord, SegType, present_labels
 from painter.errors import DatasetError, InvalidImageError, InvalidMaskError
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ class RecordSource(abc.ABC):
     def record_classes(self, index: int) -> tuple[int, ...]:
         """Class ids present in record ``index`` (empty when unreadable).
 
-        Sources override this when they can answer without decoding the image.
+        Sources override this when they can answer without decoding the image
+        (``MaskFileSource``).
         """
         record = self.get(index)
         return () if record is None else record.classes()
@@ -179,3 +180,19 @@ def list_images(folder: str | Path) -> list[Path]:
                 raise DatasetError(f"two files share the stem {path.stem!r} in {folder}")
             stems[path.stem] = path
     return list(stems.values())
+
+
+class MaskFileSource(RecordSource):
+    """A source whose class-index masks are files of their own: it knows a record's classes from
+    the mask alone, without decoding the image."""
+
+    @abc.abstractmethod
+    def _mask(self, index: int) -> np.ndarray:
+        """(H, W) int64 class ids of record ``index``; raises one of ``UNREADABLE_ERRORS``."""
+
+    def record_classes(self, index: int) -> tuple[int, ...]:
+        try:
+            return present_labels(self._mask(index))
+        except UNREADABLE_ERRORS as error:
+            self._note_skip(index, error)
+            return ()

@@ -40,8 +40,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from data_mixtures.fewshot_folds import FewShotFold
-from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType, present_labels
-from data_mixtures.sources.base import UNREADABLE_ERRORS, RecordSource
+from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType
+from data_mixtures.sources.base import MaskFileSource, RecordSource
 from data_mixtures.sources.folder import SemanticFolderSource
 from painter.errors import ConfigError, DatasetError, InvalidMaskError
 from painter.io import load_image
@@ -88,7 +88,7 @@ def read_class_ids(path: Path) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-class PairedFileSource(RecordSource):
+class PairedFileSource(MaskFileSource):
     """Records from explicit (image, mask) file pairs; masks hold class ids.
 
     Args:
@@ -131,13 +131,6 @@ class PairedFileSource(RecordSource):
                 f"{image.shape[1]}x{image.shape[0]}; masks must have the image's size"
             )
         return SegRecord(image, mask, None, self.class_names, self.name, image_path.stem)
-
-    def record_classes(self, index: int) -> tuple[int, ...]:
-        try:
-            return present_labels(self._mask(index))
-        except UNREADABLE_ERRORS as error:
-            self._note_skip(index, error)
-            return ()
 
 
 class FSS1000Source(RecordSource):

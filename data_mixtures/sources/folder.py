@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType, present_labels
+from data_mixtures.records import IGNORE_LABEL, SegRecord, SegType
 from data_mixtures.sources.base import (
-    UNREADABLE_ERRORS,
-    RecordSource,
+    MaskFileSource,
     list_images,
     pair_by_stem,
 )
@@ -54,7 +53,7 @@ def read_index_mask(path: Path, *, ignore_value: int | None) -> np.ndarray:
     return mask
 
 
-class SemanticFolderSource(RecordSource):
+class SemanticFolderSource(MaskFileSource):
     """Records from an ``images/`` + ``masks/`` folder; files are read on access.
 
     Args:
@@ -114,11 +113,3 @@ class SemanticFolderSource(RecordSource):
             source=self.name,
             key=image_path.stem,
         )
-
-    def record_classes(self, index: int) -> tuple[int, ...]:
-        """Classes of record ``index`` from its mask alone (the image is not decoded)."""
-        try:
-            return present_labels(self._mask(index))
-        except UNREADABLE_ERRORS as error:
-            self._note_skip(index, error)
-            return ()

@@ -17,7 +17,7 @@ import copy
 import time
 
 import torch
-from harness import format_table, machine_header, machine_info, write_json
+from harness import finish, format_table
 
 from painter.promptable import build_sam
 from seggpt.training.promptable import evaluate_prompts
@@ -89,10 +89,7 @@ def main(argv=None) -> dict:
         f"{result['point_gain_points']:+.1f} points; {result['trained_parameters']} trained "
         f"parameters of {result['total_parameters']}; {seconds:.0f} s"
     )
-    result["machine"] = machine_info()
-    print(machine_header(result["machine"]))
-    write_json(args.out, result)
-    return result
+    return finish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from harness import format_table, machine_header, machine_info, write_json
+from harness import finish, format_table
 
 from data_mixtures.openset import OpenSetSource
 from data_mixtures.openset_config import LookMode, OpenSetConfig, held_out_config
@@ -53,10 +53,7 @@ def main(argv=None) -> dict:
         for name, s in scores.items()
     ]
     print(format_table(["set", "1 click", "box", "objects"], rows))
-    out = {**vars(args), "scores": scores, "machine": machine_info()}
-    print(machine_header(out["machine"]))
-    write_json(args.out, out)
-    return out
+    return finish({**vars(args), "scores": scores}, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness import format_table, machine_header, machine_info, write_json
+from harness import finish, format_table
 
 from data_mixtures.eval_episodes import build_eval_episodes
 from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
@@ -85,10 +85,7 @@ def main(argv=None) -> dict:
         f"gain (gated) {out['gain_points']:+.1f} mIoU points; "
         f"{out['refine_ms_per_image']:.0f} ms/image"
     )
-    out["machine"] = machine_info()
-    print(machine_header(out["machine"]))
-    write_json(args.out, out)
-    return out
+    return finish(out, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from harness import format_table, machine_header, machine_info, write_json
+from harness import finish, format_table
 
 from painter.config import SegType
 from seggpt.loading import load_model
@@ -99,10 +99,7 @@ def main(argv=None) -> dict:
     )
     if args.save:
         print(f"tuned prompt: {tuned.save(args.save)}")
-    result["machine"] = machine_info()
-    print(machine_header(result["machine"]))
-    write_json(args.out, result)
-    return result
+    return finish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from harness import machine_header, machine_info, write_json
+from harness import finish
 
 from data_mixtures.openset import OpenSetSource
 from data_mixtures.openset_config import LookMode, OpenSetConfig
@@ -131,10 +131,7 @@ def main(argv=None) -> dict:
             print(f"step {step + 1:4d}  loss {loss.item():.3f}  IoU(last 25) {rows[-1]['iou']:.3f}")
             inter = union = 0
     result = {**vars(args), "seconds": time.time() - start, "rows": rows}
-    result["machine"] = machine_info()
-    print(machine_header(result["machine"]))
-    write_json(args.out, result)
-    return result
+    return finish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -270,3 +270,12 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def finish(result: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """The end of a one-table benchmark: add ``machine_info()`` under "machine", print its header
+    line, write ``result`` as JSON to ``path``; returns ``result``."""
+    result["machine"] = machine_info()
+    print(machine_header(result["machine"]))
+    write_json(path, result)
+    return result

@@ -8,6 +8,27 @@ import torch.nn.functional as F
 from painter.ops import patch_mask_to_pixels
 
 
+def hidden_pixel_weights(
+    patch_mask: torch.Tensor,
+    patch_size: int,
+    like: torch.Tensor,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-pixel weights (B, H, W) of the masked losses: 1 on the pixels of hidden patches, 0
+    elsewhere, times ``valid`` when given; in ``like``'s dtype, at its (H, W).
+
+    Args:
+        patch_mask: (B, h * w), True where the patch was hidden from the model.
+        like: (B, C, H, W) the prediction the weights are for.
+        valid: optional (B, H, W) per-pixel weights.
+    """
+    grid = (like.shape[-2] // patch_size, like.shape[-1] // patch_size)
+    weight = patch_mask_to_pixels(patch_mask, patch_size, grid).to(like.dtype)  # (B, H, W)
+    if valid is not None:
+        weight = weight * valid.to(like.dtype)
+    return weight
+
+
 def masked_smooth_l1(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -28,10 +49,7 @@ def masked_smooth_l1(
         scalar: sum of per-pixel losses (mean over channels) times mask and valid, divided by
         (sum of mask * valid + eps). The eps keeps a batch with nothing masked at 0, not NaN.
     """
-    grid = (pred.shape[-2] // patch_size, pred.shape[-1] // patch_size)
-    weight = patch_mask_to_pixels(patch_mask, patch_size, grid).to(pred.dtype)  # (B, H, W)
-    if valid is not None:
-        weight = weight * valid.to(pred.dtype)
+    weight = hidden_pixel_weights(patch_mask, patch_size, pred, valid)  # (B, H, W)
     per_pixel = F.smooth_l1_loss(pred, target, reduction="none", beta=beta).mean(dim=1)  # (B, H, W)
     return (per_pixel * weight).sum() / (weight.sum() + eps)
 
@@ -58,10 +76,7 @@ def masked_intensity_bce(
         scalar: weighted mean over hidden pixels of the per-pixel mean over channels (0 when
         nothing is hidden).
     """
-    grid = (logits.shape[-2] // patch_size, logits.shape[-1] // patch_size)
-    weight = patch_mask_to_pixels(patch_mask, patch_size, grid).to(logits.dtype)  # (B, H, W)
-    if valid is not None:
-        weight = weight * valid.to(logits.dtype)
+    weight = hidden_pixel_weights(patch_mask, patch_size, logits, valid)  # (B, H, W)
     per_pixel = F.binary_cross_entropy_with_logits(
         logits, target.clamp(0.0, 1.0), reduction="none"
     ).mean(dim=1)  # (B, H, W)
@@ -120,10 +135,7 @@ def masked_palette_cross_entropy(
         scalar: weighted mean over hidden pixels (0 when nothing is hidden).
     """
     batch = pred.shape[0]
-    grid = (pred.shape[-2] // patch_size, pred.shape[-1] // patch_size)
-    weight = patch_mask_to_pixels(patch_mask, patch_size, grid).to(pred.dtype)  # (B, H, W)
-    if valid is not None:
-        weight = weight * valid.to(pred.dtype)
+    weight = hidden_pixel_weights(patch_mask, patch_size, pred, valid)  # (B, H, W)
     # Colours as integer codes, one sorted unique over the whole batch. Distinct 8-bit colours
     # lie >= 1 / 255 / 0.229 apart in the normalised space, so x64 rounding keeps them apart.
     levels = (target.detach() * _CODE_SCALE).round().long() + _CODE_OFFSET  # (B, 3, H, W)

@@ -90,22 +90,28 @@ def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
         if isinstance(obj.get(OFFICIAL_CONFIG_KEY), str):
             config = PainterConfig.from_dict(json.loads(obj[OFFICIAL_CONFIG_KEY]))
         obj = obj["model"]
+    return _from_foreign_state(
+        tensor_state(obj, path), str(path), hf_config=None, official_config=config
+    )
+
+
+def tensor_state(obj: object, source: object, *, where: str = "") -> StateDict:
+    """``obj`` as a state dict, or a CheckpointError saying ``source`` holds none (``where``
+    names the place inside the file)."""
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors")
-    return _from_foreign_state(dict(obj), str(path), hf_config=None, official_config=config)
+        raise CheckpointError(f"{source} holds no state dict of tensors{where}")
+    return dict(obj)
 
 
 def _read_training_checkpoint(payload: Mapping, path: Path) -> RawCheckpoint:
     """The model of a run folder's ``checkpoint_*.pt`` (native key names, config beside them)."""
-    state = payload["model"]
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors under 'model'")
+    state = tensor_state(payload["model"], path, where=" under 'model'")
     try:
         config = PainterConfig.from_dict(dict(payload["model_config"]))
     except (ConfigError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its model_config is not a valid config ({err})") from None
     extra = {"step": str(payload.get("step", ""))}
-    return RawCheckpoint(config, dict(state), CheckpointFormat.NATIVE, str(path), extra)
+    return RawCheckpoint(config, state, CheckpointFormat.NATIVE, str(path), extra)
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[StateDict, dict[str, str]]:
@@ -167,11 +173,7 @@ def read_hf_weights(path: Path) -> StateDict:
         state = load_file(str(weights)) if weights.suffix == ".safetensors" else torch_load(weights)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from None
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise CheckpointError(f"{weights} holds no state dict of tensors")
-    return dict(state)
+    return tensor_state(state, weights)
 
 
 def _from_foreign_state(

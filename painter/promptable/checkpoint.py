@@ -37,6 +37,7 @@ from painter.checkpoint import (
     read_hf_weights,
     read_safetensors,
     save_native,
+    tensor_state,
     torch_load,
 )
 from painter.errors import CheckpointError, ConfigError
@@ -308,9 +309,7 @@ def read_sam_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
     obj = torch_load(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]  # training wrappers; BAAI's SegGPT files look like this too
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors")
-    return _from_state(dict(obj), str(path))
+    return _from_state(tensor_state(obj, path), str(path))
 
 
 def _from_state(state: StateDict, source: str) -> RawCheckpoint:

@@ -51,6 +51,8 @@ class DataConfig:
             of the other side).
         colored_range: (low, high) number of labels coloured per episode, the target included;
             (1, 1) gives binary episodes only (``SamplingConfig.colored_range``).
+        weights: optional {entry name: weight} replacing the relative sampling weights of the
+            mixture's named entries (0 drops an entry; a name the mixture lacks is an error).
         num_workers: DataLoader workers.
     """
 
@@ -64,6 +66,7 @@ class DataConfig:
     palette_color_prob: float = 0.0
     jitter_prob: float = 0.8
     colored_range: tuple[int, int] = (1, 8)
+    weights: dict[str, float] | None = None
     num_workers: int = 0
 
 

@@ -3,6 +3,8 @@ evaluation episodes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from data_mixtures.eval_episodes import build_eval_episodes as _episodes_from
 from data_mixtures.masking import MaskingConfig
 from data_mixtures.mixture import MixtureDataset, MixtureEntry, default_entries
@@ -126,6 +128,8 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
         entries = default_entries(canvas, seed=data.seed, synthetic=synthetic)
     if data.mixture == "synthetic":
         entries = [e for e in entries if e.name.startswith("synthetic")]
+    if data.weights is not None:
+        entries = reweighted(entries, data.weights)
     return MixtureDataset(
         entries,
         sampling=SamplingConfig(
@@ -139,6 +143,27 @@ def build_train_dataset(config: TrainConfig, model_config: PainterConfig) -> Mix
         masking=MaskingConfig(mask_ratio=data.mask_ratio, half_mask_prob=data.half_mask_prob),
         seed=data.seed,
     )
+
+
+def reweighted(entries: list[MixtureEntry], weights: dict[str, float]) -> list[MixtureEntry]:
+    """``entries`` with the weights named in ``weights`` replaced; weight 0 drops an entry."""
+    names = [e.name for e in entries]
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"data.weights names {unknown}, which the mixture lacks; its entries: {names}"
+        )
+    for name, weight in weights.items():
+        if not (isinstance(weight, (int, float)) and weight >= 0):
+            raise ConfigError(f"data.weights[{name!r}] must be a number >= 0, got {weight!r}")
+    kept = [
+        dataclasses.replace(e, weight=weights.get(e.name, e.weight))
+        for e in entries
+        if weights.get(e.name, e.weight) > 0
+    ]
+    if not kept:
+        raise ConfigError("data.weights drops every entry of the mixture")
+    return kept
 
 
 def held_out_source(config: TrainConfig, model_config: PainterConfig) -> SyntheticSource:

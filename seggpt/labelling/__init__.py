@@ -1,0 +1,1 @@
+"""Label a dataset from a few examples: scoring, exports (COCO, Label Studio), runs."""

@@ -1,0 +1,208 @@
+"""Label a whole image list: streamed, resumable, sharded over processes, merged at the end.
+
+:func:`label_images` is what ``tools.label`` runs in every process. Images stream through a
+``torch.utils.data.DataLoader`` (decoded in its workers) in fixed batches of the process's shard
+(image ``i`` goes to rank ``i % world_size``); each finished image's PNGs are written, then its
+manifest line (``seggpt.labelling.manifest``). Batches are fixed by position in the shard, so a
+resumed run recomputes exactly the batches an uninterrupted one would. At the end rank 0 merges
+every process's manifest into the COCO file, the Label Studio tasks and the review files
+(:func:`merge_outputs`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from painter.checkpoint import atomic_write
+from painter.errors import InputMismatchError
+from seggpt.labelling import coco, labelstudio
+from seggpt.labelling.inputs import ImageDataset, ImageRef
+from seggpt.labelling.labeller import Labeller
+from seggpt.labelling.manifest import ManifestWriter, read_records, start_run
+from seggpt.labelling.review import write_review
+from seggpt.outputs import output_paths, write_prediction
+
+logger = logging.getLogger(__name__)
+
+#: Where each labelled image's mask and overlay PNGs go, under the output folder.
+MASKS_DIR = "masks"
+COCO_FILE = "coco.json"
+TASKS_FILE = "label_studio_tasks.json"
+CONFIG_FILE = "label_studio_config.xml"
+CLASSES_FILE = "classes.json"
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+
+
+@dataclass
+class RunSummary:
+    """What one process did: images labelled now, found done, failed (file name, error)."""
+
+    labelled: int = 0
+    already_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.labelled / self.seconds if self.seconds > 0 else 0.0
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _shard_batches(count: int, rank: int, world: int, batch_size: int) -> list[list[int]]:
+    mine = list(range(rank, count, world))
+    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def label_images(
+    refs: Sequence[ImageRef],
+    out: str | Path,
+    labeller: Labeller,
+    *,
+    fingerprint: Mapping[str, Any],
+    resume: bool = False,
+    batch_size: int = 4,
+    num_workers: int = 2,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> RunSummary:
+    """Label this process's shard of ``refs`` into ``out`` (see the module doc).
+
+    Raises:
+        ConfigError: ``out`` holds another run, or this one without ``resume``.
+    """
+    out = Path(out)
+    if batch_size < 1 or num_workers < 0:
+        raise InputMismatchError("batch_size must be >= 1 and num_workers >= 0")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        start_run(out, fingerprint, resume=resume)
+    _barrier()
+    if rank != 0:
+        start_run(out, fingerprint, resume=True)  # rank 0 has written it; check it matches
+    done = read_records(out)
+    batches = _shard_batches(len(refs), rank, world_size, batch_size)
+    todo = [batch for batch in batches if any(i not in done for i in batch)]
+    summary = RunSummary(already_done=sum(i in done for b in batches for i in b))
+    loader = DataLoader(
+        ImageDataset(refs),
+        batch_sampler=todo,
+        collate_fn=list,
+        num_workers=num_workers,
+        persistent_workers=False,
+    )
+    total = sum(len(b) for b in batches)
+    start = time.perf_counter()
+    bar = tqdm(
+        total=total,
+        initial=summary.already_done,
+        desc=f"labelling (rank {rank})" if world_size > 1 else "labelling",
+        unit="image",
+        disable=not progress,
+    )
+    with ManifestWriter(out, rank) as manifest, bar:
+        for items in loader:
+            readable = [(i, image) for i, image, error in items if image is not None]
+            results = labeller.label([image for _, image in readable], batch_size=len(readable))
+            for (index, image), result in zip(readable, results):
+                if index not in done:
+                    _write_image(out, refs[index], index, image, result, labeller, manifest)
+                    summary.labelled += 1
+            for index, _, error in items:
+                if error is not None and index not in done:
+                    manifest.write({"index": index, "key": refs[index].key, "error": error})
+                    summary.failed.append((refs[index].file_name, error))
+                    logger.warning("skipped %s: %s", refs[index].file_name, error)
+            bar.update(sum(i not in done for i, _, _ in items))
+    summary.seconds = time.perf_counter() - start
+    _barrier()
+    return summary
+
+
+def _write_image(out, ref, index, image, result, labeller, manifest) -> None:
+    write_prediction(out / MASKS_DIR, ref.name, result.mask, labeller.palette, image=image)
+    manifest.write(
+        {
+            "index": index,
+            "key": ref.key,
+            "height": int(result.mask.shape[0]),
+            "width": int(result.mask.shape[1]),
+            "score": result.score,
+            "instances": [coco.encode_instance(i) for i in result.instances],
+        }
+    )
+
+
+def merge_outputs(
+    refs: Sequence[ImageRef],
+    out: str | Path,
+    class_names: Mapping[int, str],
+    *,
+    image_url_prefix: str = LOCAL_FILES_PREFIX,
+) -> dict[str, Any]:
+    """Write the COCO file, Label Studio tasks and config, class list and review files from the
+    manifest; returns counts and the failed images. Call once every image has a record."""
+    out = Path(out)
+    records = read_records(out)
+    missing = [refs[i].file_name for i in range(len(refs)) if i not in records]
+    if missing:
+        raise InputMismatchError(
+            f"{len(missing)} images have no manifest record yet (first: {missing[0]}); run the "
+            "labelling with --resume to finish them before merging"
+        )
+    labelled = [i for i in range(len(refs)) if "error" not in records[i]]
+    failed = [(refs[i].file_name, records[i]["error"]) for i in range(len(refs)) if i not in labelled]
+
+    def coco_images():
+        for i in labelled:
+            yield {"file_name": refs[i].file_name, **records[i]}
+
+    coco.write_coco(out / COCO_FILE, coco_images(), class_names)
+
+    def tasks():
+        for i in labelled:
+            record = records[i]
+            h, w = record["height"], record["width"]
+            masks = [
+                (coco.decode_instance(inst, h, w), inst["class_id"], inst["score"])
+                for inst in record["instances"]
+            ]
+            ref = image_url_prefix + refs[i].file_name
+            yield labelstudio.task(
+                ref, masks, class_names, score=record["score"], key=refs[i].name
+            )
+
+    labelstudio.write_tasks(out / TASKS_FILE, tasks())
+    config = labelstudio.label_config(list(class_names.values()))
+    atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config, encoding="utf-8"))
+    classes = {"classes": {str(k): v for k, v in class_names.items()}, "failed": failed}
+    text = json.dumps(classes, indent=1)
+    atomic_write(out / CLASSES_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    reviewed = [
+        (refs[i].file_name, records[i]["score"], output_paths(out / MASKS_DIR, refs[i].name)[1])
+        for i in labelled
+    ]
+    write_review(out, reviewed, failed)
+    return {"labelled": len(labelled), "failed": failed}
+
+
+def device_for_rank(device: str | None, local_rank: int) -> str | None:
+    """The device of a process: ``cuda:<local rank>`` where CUDA is asked for (or auto and
+    present) under ``torchrun``; the given device otherwise."""
+    wants_cuda = device in (None, "auto") and torch.cuda.is_available() or device == "cuda"
+    return f"cuda:{local_rank}" if wants_cuda else device

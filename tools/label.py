@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,10 @@ from pathlib import Path
 from painter.config import SegType
 from painter.errors import InputMismatchError
 from seggpt.ensemble import EnsembleMode
+from seggpt.labelling.exports import LOCAL_FILES_PREFIX
 from seggpt.labelling.inputs import collect_images, load_examples
 from seggpt.labelling.labeller import Labeller
-from seggpt.labelling.run import LOCAL_FILES_PREFIX, device_for_rank, label_images, merge_outputs
+from seggpt.labelling.run import device_for_rank, label_images, merge_outputs
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.training.distributed import setup_distributed
@@ -104,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> dict:
     """Label every image of ``args`` (this process's shard under torchrun); rank 0 merges."""
     if bool(args.tuned_prompt) == bool(args.example or args.examples):
-        raise InputMismatchError("give examples (--example / --examples) or --tuned-prompt, not both")
+        raise InputMismatchError(
+            "give examples (--example / --examples) or --tuned-prompt, not both"
+        )
     refs = collect_images(args.images)
     tuned = TunedPrompt.load(args.tuned_prompt) if args.tuned_prompt else None
     examples = None if tuned else load_examples(args.example, args.examples)
@@ -152,7 +154,11 @@ def run(args: argparse.Namespace) -> dict:
     )
     report = {"labelled_now": summary.labelled, "images_per_second": summary.images_per_second}
     if env.is_main:
-        report.update(merge_outputs(refs, args.out, labeller.class_names, image_url_prefix=args.image_url_prefix))
+        report.update(
+            merge_outputs(
+                refs, args.out, labeller.class_names, image_url_prefix=args.image_url_prefix
+            )
+        )
         print(
             f"labelled {report['labelled']} of {len(refs)} images into {args.out} "
             f"({summary.images_per_second:.2f} images/s here); {len(report['failed'])} could "

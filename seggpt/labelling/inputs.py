@@ -195,7 +195,9 @@ def load_examples(
         pairs.extend(source.pairs)
         names = dict(enumerate(source.class_names))
     if not pairs:
-        raise InputMismatchError("give at least one example: --example IMAGE MASK or --examples DIR")
+        raise InputMismatchError(
+            "give at least one example: --example IMAGE MASK or --examples DIR"
+        )
     images, masks = [], []
     for image_path, mask_path in pairs:
         image, mask = load_image(image_path), load_mask(mask_path)

@@ -89,7 +89,9 @@ class Labeller:
         prompts = predictor.prepare_prompts(images, masks, ensemble=ensemble)
         return cls(predictor, prompts, class_names)
 
-    def label(self, images: Sequence[np.ndarray], *, batch_size: int | None = None) -> list[Labelled]:
+    def label(
+        self, images: Sequence[np.ndarray], *, batch_size: int | None = None
+    ) -> list[Labelled]:
         """Label ``images`` ((H, W, 3) uint8 arrays), in order."""
         if not images:
             return []

@@ -11,7 +11,6 @@ every process's manifest into the COCO file, the Label Studio tasks and the revi
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -24,24 +23,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from painter.checkpoint import atomic_write
 from painter.errors import InputMismatchError
-from seggpt.labelling import coco, labelstudio
+from seggpt.labelling.exports import LOCAL_FILES_PREFIX, MASKS_DIR, image_record, write_exports
 from seggpt.labelling.inputs import ImageDataset, ImageRef
 from seggpt.labelling.labeller import Labeller
 from seggpt.labelling.manifest import ManifestWriter, read_records, start_run
-from seggpt.labelling.review import write_review
-from seggpt.outputs import output_paths, write_prediction
+from seggpt.outputs import write_prediction
 
 logger = logging.getLogger(__name__)
-
-#: Where each labelled image's mask and overlay PNGs go, under the output folder.
-MASKS_DIR = "masks"
-COCO_FILE = "coco.json"
-TASKS_FILE = "label_studio_tasks.json"
-CONFIG_FILE = "label_studio_config.xml"
-CLASSES_FILE = "classes.json"
-LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
 
 @dataclass
@@ -136,16 +125,9 @@ def label_images(
 
 def _write_image(out, ref, index, image, result, labeller, manifest) -> None:
     write_prediction(out / MASKS_DIR, ref.name, result.mask, labeller.palette, image=image)
-    manifest.write(
-        {
-            "index": index,
-            "key": ref.key,
-            "height": int(result.mask.shape[0]),
-            "width": int(result.mask.shape[1]),
-            "score": result.score,
-            "instances": [coco.encode_instance(i) for i in result.instances],
-        }
-    )
+    h, w = result.mask.shape
+    record = image_record(h, w, result.score, result.instances)
+    manifest.write({"index": index, "key": ref.key, **record})
 
 
 def merge_outputs(
@@ -155,8 +137,9 @@ def merge_outputs(
     *,
     image_url_prefix: str = LOCAL_FILES_PREFIX,
 ) -> dict[str, Any]:
-    """Write the COCO file, Label Studio tasks and config, class list and review files from the
-    manifest; returns counts and the failed images. Call once every image has a record."""
+    """Write the COCO file, Label Studio tasks, class list and review files from every
+    process's manifest (``seggpt.labelling.exports.write_exports``). Call once every image has
+    a record."""
     out = Path(out)
     records = read_records(out)
     missing = [refs[i].file_name for i in range(len(refs)) if i not in records]
@@ -165,40 +148,11 @@ def merge_outputs(
             f"{len(missing)} images have no manifest record yet (first: {missing[0]}); run the "
             "labelling with --resume to finish them before merging"
         )
-    labelled = [i for i in range(len(refs)) if "error" not in records[i]]
-    failed = [(refs[i].file_name, records[i]["error"]) for i in range(len(refs)) if i not in labelled]
-
-    def coco_images():
-        for i in labelled:
-            yield {"file_name": refs[i].file_name, **records[i]}
-
-    coco.write_coco(out / COCO_FILE, coco_images(), class_names)
-
-    def tasks():
-        for i in labelled:
-            record = records[i]
-            h, w = record["height"], record["width"]
-            masks = [
-                (coco.decode_instance(inst, h, w), inst["class_id"], inst["score"])
-                for inst in record["instances"]
-            ]
-            ref = image_url_prefix + refs[i].file_name
-            yield labelstudio.task(
-                ref, masks, class_names, score=record["score"], key=refs[i].name
-            )
-
-    labelstudio.write_tasks(out / TASKS_FILE, tasks())
-    config = labelstudio.label_config(list(class_names.values()))
-    atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config, encoding="utf-8"))
-    classes = {"classes": {str(k): v for k, v in class_names.items()}, "failed": failed}
-    text = json.dumps(classes, indent=1)
-    atomic_write(out / CLASSES_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    reviewed = [
-        (refs[i].file_name, records[i]["score"], output_paths(out / MASKS_DIR, refs[i].name)[1])
-        for i in labelled
+    items = [(refs[i], records[i]) for i in range(len(refs)) if "error" not in records[i]]
+    failed = [
+        (refs[i].file_name, records[i]["error"]) for i in range(len(refs)) if "error" in records[i]
     ]
-    write_review(out, reviewed, failed)
-    return {"labelled": len(labelled), "failed": failed}
+    return write_exports(out, items, class_names, failed=failed, image_url_prefix=image_url_prefix)
 
 
 def device_for_rank(device: str | None, local_rank: int) -> str | None:

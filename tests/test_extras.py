@@ -16,6 +16,8 @@ CASES = [
     ("cv2", "seggpt.evaluation.vos_metrics", "video"),
     ("yaml", "seggpt.training.config", "train"),
     ("datasets", "data_mixtures.sources.hf", "train"),
+    ("pycocotools", "seggpt.labelling.coco", "label"),
+    ("label_studio_sdk", "seggpt.labelling.labelstudio", "label"),
 ]
 
 SCRIPT = """

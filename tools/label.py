@@ -137,7 +137,14 @@ def run(args: argparse.Namespace) -> dict:
         "images": hashlib.sha256("\n".join(r.key for r in refs).encode()).hexdigest(),
         "options": {
             k: str(getattr(args, k))
-            for k in ("ensemble", "seg_type", "refine", "refine_checkpoint", "refine_min_score")
+            for k in (
+                "ensemble",
+                "seg_type",
+                "refine",
+                "refine_checkpoint",
+                "refine_min_score",
+                "batch_size",
+            )
         },
     }
     summary = label_images(

@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from painter.errors import DatasetError, InputMismatchError, InvalidImageError, InvalidMaskError
+from painter.errors import (
+    DatasetError,
+    InputMismatchError,
+    InvalidImageError,
+    InvalidMaskError,
+    missing_dependency,
+)
 from painter.io import load_image, load_mask
 from seggpt.outputs import output_names
 
@@ -72,10 +78,17 @@ def _listed_images(list_file: Path) -> list[Path]:
     return [p if p.is_absolute() else list_file.parent / p for p in map(Path, entries)]
 
 
-def _dataset_rows(folder: Path) -> list[str]:
-    from datasets import load_from_disk  # the "train" extra; only for dataset inputs
+def _load_dataset(folder: str | Path):
+    """A ``datasets`` dataset saved with ``save_to_disk`` (the "train" extra's package)."""
+    try:
+        from datasets import load_from_disk
+    except ImportError as err:
+        raise missing_dependency("datasets", "train", "labelling a datasets folder") from err
+    return load_from_disk(str(folder))
 
-    dataset = load_from_disk(str(folder))
+
+def _dataset_rows(folder: Path) -> list[str]:
+    dataset = _load_dataset(folder)
     if not hasattr(dataset, "features"):
         raise DatasetError(f"{folder} is a dataset dict; give one split's folder")
     _image_column(dataset, folder)
@@ -83,10 +96,8 @@ def _dataset_rows(folder: Path) -> list[str]:
 
 
 def _image_column(dataset, where: object) -> str:
-    from datasets import Image as ImageFeature
-
     for name, feature in dataset.features.items():
-        if isinstance(feature, ImageFeature):
+        if type(feature).__name__ == "Image":
             return name
     raise DatasetError(f"dataset {where} has no image column (features: {list(dataset.features)})")
 
@@ -153,9 +164,7 @@ class ImageDataset:
         if "#" in key and not os.path.exists(key):
             folder, row = key.rsplit("#", 1)
             if folder not in self._datasets:
-                from datasets import load_from_disk
-
-                self._datasets[folder] = load_from_disk(folder)
+                self._datasets[folder] = _load_dataset(folder)
             dataset = self._datasets[folder]
             return load_image(dataset[int(row)][_image_column(dataset, folder)])
         return load_image(key)

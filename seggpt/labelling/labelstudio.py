@@ -23,7 +23,7 @@ from painter.errors import DatasetError, missing_dependency
 try:
     from label_studio_sdk.converter import brush
 except ImportError as _err:
-    raise missing_dependency("label_studio_sdk", "label", "Label Studio export") from _err
+    raise missing_dependency("label-studio-sdk", "label", "Label Studio export") from _err
 
 FROM_NAME = "label"
 TO_NAME = "image"

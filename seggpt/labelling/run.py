@@ -1,10 +1,11 @@
 """Label a whole image list: streamed, resumable, sharded over processes, merged at the end.
 
 :func:`label_images` is what ``tools.label`` runs in every process. Images stream through a
-``torch.utils.data.DataLoader`` (decoded in its workers) in fixed batches of the process's shard
-(image ``i`` goes to rank ``i % world_size``); each finished image's PNGs are written, then its
+``torch.utils.data.DataLoader`` (decoded in its workers) in fixed batches of consecutive images (batch ``b`` goes to rank
+``b % world_size``); each finished image's PNGs are written, then its
 manifest line (``seggpt.labelling.manifest``). Batches are fixed by position in the shard, so a
-resumed run recomputes exactly the batches an uninterrupted one would. At the end rank 0 merges
+resumed or sharded run computes exactly the batches one uninterrupted process would (a batch's
+numbers can depend on its other members in the last bits, which can flip a pixel). At the end rank 0 merges
 every process's manifest into the COCO file, the Label Studio tasks and the review files
 (:func:`merge_outputs`).
 """
@@ -53,8 +54,11 @@ def _barrier() -> None:
 
 
 def _shard_batches(count: int, rank: int, world: int, batch_size: int) -> list[list[int]]:
-    mine = list(range(rank, count, world))
-    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    """Batch ``b`` of the whole list (``batch_size`` consecutive images) goes to rank
+    ``b % world``: every image is computed in the same batch whatever the number of processes,
+    so sharded and resumed runs write the same files as one uninterrupted process."""
+    batches = [list(range(i, min(i + batch_size, count))) for i in range(0, count, batch_size)]
+    return batches[rank::world]
 
 
 def label_images(

@@ -1,13 +1,12 @@
 """Label a whole image list: streamed, resumable, sharded over processes, merged at the end.
 
 :func:`label_images` is what ``tools.label`` runs in every process. Images stream through a
-``torch.utils.data.DataLoader`` (decoded in its workers) in fixed batches of consecutive images (batch ``b`` goes to rank
-``b % world_size``); each finished image's PNGs are written, then its
-manifest line (``seggpt.labelling.manifest``). Batches are fixed by position in the shard, so a
-resumed or sharded run computes exactly the batches one uninterrupted process would (a batch's
-numbers can depend on its other members in the last bits, which can flip a pixel). At the end rank 0 merges
-every process's manifest into the COCO file, the Label Studio tasks and the review files
-(:func:`merge_outputs`).
+``torch.utils.data.DataLoader`` (decoded in its workers) in fixed batches of consecutive images,
+batch ``b`` on rank ``b % world_size``; each finished image's PNGs are written, then its
+manifest line (``seggpt.labelling.manifest``). A resumed or sharded run computes exactly the
+batches one uninterrupted process would (a batch's numbers can depend on its other members in
+the last bits, which can flip a pixel). At the end rank 0 merges every process's manifest into
+the COCO file, the Label Studio tasks and the review files (:func:`merge_outputs`).
 """
 
 from __future__ import annotations

@@ -10,12 +10,26 @@ from __future__ import annotations
 import numpy as np
 
 from painter.errors import InputMismatchError
-from painter.io import save_image, save_index_mask
+from painter.io import load_image, save_image, save_index_mask
 from seggpt.serving import mask_from_layers, prompt_from_slot
 from tools.app.common import AppContext, brush_editor, gr, readable_errors
 from tools.app.label_api import BUNDLED, FOLDER, LabelEndpoints, register_api
 
 POSITIVE, NEGATIVE = "on the object", "not the object"
+#: Images smaller than this (long side, pixels) are shown enlarged by a whole factor: Gradio
+#: maps a click to image pixels only for images shown at most 1:1.
+DISPLAY_SIDE = 512
+
+
+def enlarged(path: str, folder) -> tuple[str, int]:
+    """The overlay PNG at ``path`` enlarged (whole pixels) to about DISPLAY_SIDE: (PNG, factor)."""
+    rgb = load_image(path)
+    factor = max(1, -(-DISPLAY_SIDE // max(rgb.shape[:2])))  # ceil
+    if factor == 1:
+        return path, 1
+    big = rgb.repeat(factor, axis=0).repeat(factor, axis=1)  # (H * f, W * f, 3)
+    save_image(folder / "shown.png", big)
+    return str(folder / "shown.png"), factor
 
 
 def label_tab(ctx: AppContext) -> None:
@@ -29,6 +43,7 @@ def label_tab(ctx: AppContext) -> None:
             "the masks, a COCO file and Label Studio tasks (what `python -m tools.label` writes)."
         )
         sid, position, count, index = gr.State(""), gr.State(0), gr.State(0), gr.State(-1)
+        zoom = gr.State(1)
         with gr.Row():
             with gr.Column(scale=1):
                 source = gr.Radio([BUNDLED, FOLDER], value=BUNDLED, label="images")
@@ -46,7 +61,10 @@ def label_tab(ctx: AppContext) -> None:
                 info = gr.Textbox(label="session", interactive=False, elem_id="label_info")
             with gr.Column(scale=2):
                 view = gr.Image(
-                    label="current image (click to correct)", type="filepath", height=380
+                    label="current image (click to correct)",
+                    type="filepath",
+                    interactive=False,
+                    height=380,
                 )
                 details = gr.Textbox(label="image", interactive=False, elem_id="label_page")
                 with gr.Row():
@@ -91,13 +109,15 @@ def label_tab(ctx: AppContext) -> None:
 
         def show(session_id, wanted):
             overlay, page = api.page(session_id, wanted)
+            shown, factor = enlarged(overlay, ctx.request_folder())
             text = (
                 f"{page['position'] + 1} of {page['count']} to review: image {page['index']} "
                 f"({page['name']}), score {page['score']:.3f}"
             )
-            return overlay, text, page["position"], page["count"], page["index"], "", overlay
+            at = page["position"], page["count"], page["index"]
+            return shown, text, *at, "", shown, factor
 
-        page_outputs = [view, details, position, count, index, points, brush]
+        page_outputs = [view, details, position, count, index, points, brush, zoom]
 
         @readable_errors
         def label_ui(session_id, tune):
@@ -124,18 +144,18 @@ def label_tab(ctx: AppContext) -> None:
             )
 
         @readable_errors
-        def click_ui(session_id, image, cid, click_kind, clicks, evt: gr.SelectData):
+        def click_ui(session_id, image, cid, click_kind, clicks, factor, evt: gr.SelectData):
             if image < 0:
                 raise InputMismatchError("label the images first")
-            x, y = (int(v) for v in evt.index)
+            x, y = (int(v) // factor for v in evt.index)
             flag = 1 if click_kind == POSITIVE else 0
             clicks = f"{clicks}; {x},{y},{flag}" if clicks else f"{x},{y},{flag}"
-            overlay, _ = api.click(session_id, image, cid, clicks)
-            return overlay, clicks, overlay
+            shown, _ = enlarged(api.click(session_id, image, cid, clicks)[0], ctx.request_folder())
+            return shown, clicks, shown
 
         view.select(
             click_ui,
-            inputs=[sid, index, class_id, kind, points],
+            inputs=[sid, index, class_id, kind, points, zoom],
             outputs=[view, points, brush],
             api_visibility="private",
         )
@@ -152,7 +172,8 @@ def label_tab(ctx: AppContext) -> None:
             overlay, _ = api.set_mask(
                 session_id, image, ids if whole else np.where(ids > 0, ids, current)
             )
-            return overlay, overlay
+            shown, _ = enlarged(overlay, ctx.request_folder())
+            return shown, shown
 
         apply_brush.click(
             brush_ui,
@@ -165,7 +186,7 @@ def label_tab(ctx: AppContext) -> None:
         def accept_ui(session_id, image, at, total):
             summary = api.accept(session_id, image)
             if total <= 1:
-                return summary, None, "every image is accepted", 0, 0, -1, "", None
+                return summary, None, "every image is accepted", 0, 0, -1, "", None, 1
             return summary, *show(session_id, min(at, total - 2))
 
         accept.click(

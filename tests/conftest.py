@@ -91,6 +91,44 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_native(model, tmp_path_factory.mktemp("tiny") / "seggpt_test.safetensors")
 
 
+@pytest.fixture(scope="session")
+def tuned_prompt_file(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A prompt tuned for a few steps for the tiny model on the fixed-class task."""
+    from seggpt import load_model
+    from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
+    from seggpt.tuning import tune_prompt, tuning_data
+
+    model = load_model(tiny_checkpoint)
+    images, masks = fixed_class_split(model.config.half_size, "train", 4)
+    data = tuning_data(model, images, masks, len(FIXED_CLASS_NAMES) - 1)
+    tuned = tune_prompt(model, data, FIXED_CLASS_NAMES, steps=3, batch_size=2, progress=False)
+    return tuned.save(tmp_path_factory.mktemp("tuned") / "shapes.safetensors")
+
+
+@pytest.fixture(scope="session")
+def promptable_file(tmp_path_factory) -> Path:
+    """A randomly initialised tiny promptable model (the app must serve it exactly)."""
+    from painter.promptable import build_sam
+    from painter.promptable.checkpoint import save_sam
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_sam("sam_tiny")
+    return save_sam(model, tmp_path_factory.mktemp("sam") / "sam.safetensors")
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint, tuned_prompt_file, promptable_file, tmp_path_factory):
+    """The app in a subprocess with the tiny model, a tuned prompt and the tiny promptable
+    model, shared by the app test modules (one start per run); yields its URL."""
+    from tools.app.server import running_app
+
+    workdir = tmp_path_factory.mktemp("app")
+    extra = ("--tuned-prompt", str(tuned_prompt_file), "--promptable", str(promptable_file))
+    with running_app(tiny_checkpoint, workdir, *extra) as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def _auto_dtype_is_float32(request, monkeypatch) -> None:
     """``dtype="auto"`` picks bfloat16 on CPUs with native bf16; the suite sees a CPU without it,

@@ -20,12 +20,11 @@ import app_gradio as app
 from painter.errors import InputMismatchError, InvalidImageError, InvalidMaskError
 from painter.io import default_palette, load_image, load_mask, overlay, save_image
 from painter.promptable import PromptablePredictor, build_sam, refine_mask
-from painter.promptable.checkpoint import save_sam
 from seggpt import SegGPTPredictor, load_model, serving
 from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
-from seggpt.tuning import TunedPrompt, tune_prompt, tuning_data
+from seggpt.tuning import TunedPrompt
 from seggpt.video import VideoSegmenter
-from tools.app.server import REPO, running_app
+from tools.app.server import REPO
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -46,31 +45,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint) -> SegGPTPredictor:
     return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def tuned_prompt_file(tiny_checkpoint, tmp_path_factory) -> Path:
-    """A prompt tuned for a few steps for the tiny model on the fixed-class task."""
-    model = load_model(tiny_checkpoint)
-    images, masks = fixed_class_split(model.config.half_size, "train", 4)
-    data = tuning_data(model, images, masks, len(FIXED_CLASS_NAMES) - 1)
-    tuned = tune_prompt(model, data, FIXED_CLASS_NAMES, steps=3, batch_size=2, progress=False)
-    return tuned.save(tmp_path_factory.mktemp("tuned") / "shapes.safetensors")
-
-
-@pytest.fixture(scope="module")
-def promptable_file(tmp_path_factory) -> Path:
-    """A randomly initialised tiny promptable model (the app must serve it exactly)."""
-    torch.manual_seed(0)
-    return save_sam(build_sam("sam_tiny"), tmp_path_factory.mktemp("sam") / "sam.safetensors")
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint, tuned_prompt_file, promptable_file, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("app")
-    extra = ("--tuned-prompt", str(tuned_prompt_file), "--promptable", str(promptable_file))
-    with running_app(tiny_checkpoint, workdir, *extra) as url:
-        yield url
 
 
 @pytest.fixture
@@ -175,6 +149,14 @@ def test_named_endpoints(client):
         "/segment_tuned",
         "/promptable",
         "/refine",
+        "/label_start",
+        "/label_add_example",
+        "/label_all",
+        "/label_page",
+        "/label_click",
+        "/label_brush",
+        "/label_accept",
+        "/label_export",
     }
     names = [p["parameter_name"] for p in endpoints["/segment"]["parameters"]]
     assert names == ["prompt_images", "prompt_masks", "query_images", "ensemble"]

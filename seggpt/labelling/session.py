@@ -78,6 +78,29 @@ class LabelSession:
         self.tuned: TunedPrompt | None = None
         self.labeller = self._labeller()
 
+    # -- examples --------------------------------------------------------------------------------
+    def add_example(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """Add an example pair ((H, W, 3) uint8 image, (H, W) class ids); the next labelling
+        uses it."""
+        image, mask = np.asarray(image), np.asarray(mask)
+        if image.shape[:2] != mask.shape[:2]:
+            raise InputMismatchError(
+                f"example image is {image.shape[1]}x{image.shape[0]} but its mask is "
+                f"{mask.shape[1]}x{mask.shape[0]}; they must match"
+            )
+        if not mask.any():
+            raise InvalidMaskError("example mask is empty; an example must show a class")
+        self.example_images.append(image)
+        self.example_masks.append(mask)
+        self.labeller = self._labeller()
+
+    def set_tune_after(self, tune_after: int | None) -> None:
+        """Tune a prompt once there are more examples than ``tune_after`` (None: never)."""
+        if tune_after != self.tune_after:
+            self.tune_after = tune_after
+            self.tuned = None
+            self.labeller = self._labeller()
+
     # -- labelling -------------------------------------------------------------------------------
     def _labeller(self) -> Labeller:
         if self.tune_after is not None and len(self.example_images) > self.tune_after:
@@ -128,6 +151,7 @@ class LabelSession:
         if len(points) != len(labels) or not points:
             raise InputMismatchError("give one label (1 or 0) per click, and at least one click")
         current = self._current(index)
+        self._check_ids(np.asarray([class_id]))
         refiner.set_image(self.images[index])
         prediction = refiner.predict(points=[list(points)], labels=[list(labels)], multimask=True)
         drawn = prediction.best()[0]
@@ -145,6 +169,7 @@ class LabelSession:
                 f"corrected mask is {mask.shape[1]}x{mask.shape[0]} but image {index} is "
                 f"{current.shape[1]}x{current.shape[0]}"
             )
+        self._check_ids(mask)
         old = self.results[index]
         self.results[index] = Labelled(
             mask.astype(np.int64),
@@ -158,6 +183,8 @@ class LabelSession:
         """Mark image ``index``'s mask correct: it joins the examples (and, past ``tune_after``,
         the next labelling tunes a prompt on all examples)."""
         mask = self._current(index)
+        if index in self.accepted:
+            raise InputMismatchError(f"image {index} is accepted already")
         if not mask.any():
             raise InvalidMaskError(f"image {index} has an empty mask; an example must show a class")
         self.accepted.add(index)
@@ -165,7 +192,18 @@ class LabelSession:
         self.example_masks.append(mask)
         self.labeller = self._labeller()
 
+    def _check_ids(self, ids: np.ndarray) -> None:
+        """Every id is background or one of the examples' classes."""
+        known = sorted(self.labeller.class_names)
+        unknown = sorted(set(np.unique(ids).tolist()) - {0, *known})
+        if unknown:
+            raise InvalidMaskError(
+                f"class id(s) {unknown} are not among the examples' classes {known}"
+            )
+
     def _current(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self.images):
+            raise InputMismatchError(f"no image {index}; the session has {len(self.images)}")
         if index not in self.results:
             raise InputMismatchError(f"image {index} is not labelled yet; label it first")
         return self.results[index].mask

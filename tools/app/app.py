@@ -18,6 +18,7 @@ from seggpt.samples import bundled_samples, fixed_class_split
 from seggpt.serving import model_summary, usable_tuned_prompts
 from tools.app.common import AppContext, gr
 from tools.app.in_context_tab import in_context_tab
+from tools.app.label_tab import label_tab
 from tools.app.promptable_tab import promptable_tab
 from tools.app.tuned_tab import tuned_tab
 from tools.app.video_tab import video_tab
@@ -25,7 +26,13 @@ from tools.app.video_tab import video_tab
 if TYPE_CHECKING:
     from painter.promptable.predictor import PromptablePredictor
 
-TABS: list[Callable[[AppContext], None]] = [in_context_tab, video_tab, tuned_tab, promptable_tab]
+TABS: list[Callable[[AppContext], None]] = [
+    in_context_tab,
+    video_tab,
+    tuned_tab,
+    promptable_tab,
+    label_tab,
+]
 
 
 def write_examples(folder: Path) -> dict[str, dict[str, list[str]]]:

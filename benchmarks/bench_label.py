@@ -1,0 +1,311 @@
+"""Labelling a held-out set from 3 examples, then one round of click corrections.
+
+    python benchmarks/bench_label.py [--checkpoint demo] [--images 200] [--corrections 10]
+    python benchmarks/bench_label.py --memory          # peak RSS of tools.label, 200 vs 2000 images
+
+Two labelled sets no model of this framework trained on, with known ground truth:
+
+* ``synthetic``: the bundled fixed-class task's held-out split (``seggpt.samples``: three
+  categories of the held-out shape/texture families, each with one look, plus distractors),
+  ``--images`` images at 128 px, the 3 examples from its training split;
+* ``photos``: for each of 4 regions of held-out installed photos, 16 augmented views (crop,
+  scale, flip, colour jitter); 3 views are the examples, the other 13 are labelled (binary).
+
+Steps (``seggpt.labelling.session.LabelSession``): label all; score against the ground truth
+(class-pooled mIoU) with the Spearman rank correlation of each image's score with its own IoU;
+correct the ``--corrections`` least sure images with simulated clicks (per ground-truth object,
+largest first, up to 3: a positive click at its most interior pixel, then up to 2 clicks at the
+largest error region, positive in a miss and negative in a false alarm, through the promptable
+model) and accept them (they join the examples); relabel the rest and score it again. Baseline,
+ignoring the examples' content: every object pixel labelled as the examples' most common class.
+Writes ``benchmarks/results/bench_label.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from harness import finish, format_table
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from data_mixtures.eval_episodes import two_view_episodes
+from data_mixtures.sources.photos import PhotoSource, PhotoSplit, installed_photos
+from painter.promptable import PromptablePredictor, build_sam
+from painter.promptable.refine import component_prompts
+from seggpt.evaluation.metrics import IoUAccumulator
+from seggpt.labelling.session import LabelSession
+from seggpt.loading import load_model
+from seggpt.predictor import SegGPTPredictor
+from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_source
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (128, 128)
+
+
+# -- data ----------------------------------------------------------------------------------------
+def synthetic_set(count: int):
+    """(examples, images, truths, objects) of the fixed-class task; objects marks every object."""
+    train, held = fixed_class_source(SIZE, "train"), fixed_class_source(SIZE, "held_out")
+    examples = [train[i] for i in range(3)]
+    records = [held[i] for i in range(count)]
+    return (
+        [(r.image, r.semantic) for r in examples],
+        [r.image for r in records],
+        [r.semantic for r in records],
+        [r.instance > 0 for r in records],
+    )
+
+
+def photo_jobs(regions: int = 4, views: int = 16):
+    """Per region: 3 example views and the other views with their 0/1 masks."""
+    photos = PhotoSource(installed_photos(PhotoSplit.HELD_OUT), max_side=512, name="photos")
+    episodes = two_view_episodes(
+        photos, num_episodes=regions, shots=views - 1, seed=3, view_size=SIZE
+    )
+    jobs = []
+    for e in episodes:
+        images, masks = [*e.prompt_images, e.query_image], [*e.prompt_masks, e.query_mask]
+        jobs.append((list(zip(images[:3], masks[:3])), images[3:], masks[3:]))
+    return jobs
+
+
+# -- scores --------------------------------------------------------------------------------------
+def pooled_miou(preds, truths, classes) -> float:
+    acc = IoUAccumulator()
+    for p, t in zip(preds, truths):
+        acc.update(p, t, classes)
+    return acc.miou
+
+
+def image_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    ids = sorted((set(np.unique(pred)) | set(np.unique(truth))) - {0})
+    if not ids:
+        return 1.0
+    return float(
+        np.mean(
+            [((pred == c) & (truth == c)).sum() / ((pred == c) | (truth == c)).sum() for c in ids]
+        )
+    )
+
+
+def majority_baseline(examples, objects) -> list[np.ndarray]:
+    """Every object pixel as the examples' most common class."""
+    counts = np.bincount(np.concatenate([m[m > 0].ravel() for _, m in examples]))
+    return [np.where(o, int(counts.argmax()), 0) for o in objects]
+
+
+# -- simulated clicks ----------------------------------------------------------------------------
+def _largest(region: np.ndarray):
+    prompts = component_prompts(region.astype(np.int64), min_area=4)
+    return max(prompts, key=lambda p: p.area) if prompts else None
+
+
+def clicked_object(refiner: PromptablePredictor, target: np.ndarray, clicks: int = 3) -> np.ndarray:
+    """The promptable model's mask of one object from up to ``clicks`` simulated clicks."""
+    first = _largest(target)
+    points, labels = [first.point.tolist()], [1]
+    drawn = np.zeros_like(target)
+    for _ in range(clicks):
+        drawn = refiner.predict(points=[points], labels=[labels], multimask=True).best()[0]
+        miss, alarm = target & ~drawn, drawn & ~target
+        worst = max(
+            (_largest(miss), 1), (_largest(alarm), 0), key=lambda p: p[0].area if p[0] else 0
+        )
+        if worst[0] is None:
+            break
+        points.append(worst[0].point.tolist())
+        labels.append(worst[1])
+    return drawn
+
+
+def corrected(
+    refiner: PromptablePredictor, image, current: np.ndarray, truth: np.ndarray
+) -> np.ndarray:
+    """``current`` with every ground-truth class redrawn from clicks on its objects."""
+    refiner.set_image(image)
+    out = current.copy()
+    for c in sorted(set(np.unique(truth)) - {0}):
+        out[out == c] = 0
+        regions, count = ndimage.label(truth == c, structure=np.ones((3, 3)))
+        areas = ndimage.sum(np.ones_like(truth), regions, range(1, count + 1))
+        for region in np.argsort(areas)[::-1][:3] + 1:
+            if areas[region - 1] >= 16:
+                out[clicked_object(refiner, regions == region)] = c
+    return out
+
+
+# -- one labelling job ----------------------------------------------------------------------------
+def run_job(predictor, refiner, examples, images, truths, classes, corrections, names=None):
+    session = LabelSession(
+        predictor,
+        images,
+        [f"{i:04d}.png" for i in range(len(images))],
+        [e[0] for e in examples],
+        [e[1] for e in examples],
+        class_names=names,
+    )
+    start = time.perf_counter()
+    session.label_all()
+    first_s = time.perf_counter() - start
+    first = [session.results[i].mask for i in range(len(images))]
+    scores = [session.results[i].score for i in range(len(images))]
+    ious = [image_iou(p, t) for p, t in zip(first, truths)]
+    fixed = session.order()[:corrections]
+    start = time.perf_counter()
+    for i in fixed:
+        session.set_mask(i, corrected(refiner, images[i], session.results[i].mask, truths[i]))
+        session.accept(i)
+    correct_s = time.perf_counter() - start
+    start = time.perf_counter()
+    session.label_all()
+    relabel_s = time.perf_counter() - start
+    rest = [i for i in range(len(images)) if i not in fixed]
+    second = [session.results[i].mask for i in range(len(images))]
+    return {
+        "images": len(images),
+        "first_miou": pooled_miou(first, truths, classes),
+        "first_rest_miou": pooled_miou(
+            [first[i] for i in rest], [truths[i] for i in rest], classes
+        ),
+        "corrected_images_miou_before": pooled_miou(
+            [first[i] for i in fixed], [truths[i] for i in fixed], classes
+        ),
+        "corrected_images_miou_after": pooled_miou(
+            [second[i] for i in fixed], [truths[i] for i in fixed], classes
+        ),
+        "relabelled_rest_miou": pooled_miou(
+            [second[i] for i in rest], [truths[i] for i in rest], classes
+        ),
+        "second_miou": pooled_miou(second, truths, classes),
+        "spearman_score_vs_iou": float(spearmanr(scores, ious).statistic),
+        "mean_iou_least_sure_decile": float(
+            np.mean(sorted(zip(scores, ious))[: max(1, len(ious) // 10)], axis=0)[1]
+        ),
+        "mean_iou_most_sure_decile": float(
+            np.mean(sorted(zip(scores, ious))[-max(1, len(ious) // 10) :], axis=0)[1]
+        ),
+        "seconds": {"label_all": first_s, "corrections": correct_s, "relabel_rest": relabel_s},
+        "examples_after": len(session.example_images),
+    }
+
+
+def label_proof(args) -> dict:
+    predictor = SegGPTPredictor(load_model(args.checkpoint), dtype="float32")
+    refiner = PromptablePredictor(build_sam(checkpoint=args.promptable), dtype="float32")
+    examples, images, truths, objects = synthetic_set(args.images)
+    names = dict(enumerate(FIXED_CLASS_NAMES))
+    synthetic = run_job(
+        predictor, refiner, examples, images, truths, [1, 2, 3], args.corrections, names
+    )
+    synthetic["baseline_majority_class_on_objects"] = pooled_miou(
+        majority_baseline(examples, objects), truths, [1, 2, 3]
+    )
+    jobs = []
+    for job_examples, job_images, job_truths in photo_jobs():
+        jobs.append(run_job(predictor, refiner, job_examples, job_images, job_truths, [1], 3))
+    photos = {k: float(np.mean([j[k] for j in jobs])) for k in jobs[0] if k != "seconds"}
+    photos["seconds"] = {k: float(sum(j["seconds"][k] for j in jobs)) for k in jobs[0]["seconds"]}
+    photos["jobs"] = jobs
+    photos["baseline_all_foreground"] = float(
+        np.mean(
+            [pooled_miou([np.ones_like(t) for t in job[2]], job[2], [1]) for job in photo_jobs()]
+        )
+    )
+    return {"synthetic": synthetic, "photos": photos}
+
+
+def _peak_rss_mb(
+    list_file: Path, examples: Path, checkpoint: Path, out: Path
+) -> tuple[float, float]:
+    code = (
+        "import resource, sys, time; from tools.label import main; t = time.perf_counter(); "
+        "code = main(sys.argv[1:]); "
+        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+        "time.perf_counter() - t); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(list_file), "--examples", str(examples), "--checkpoint",
+         str(checkpoint), "--out", str(out), "--workers", "1", "--quiet", "--dtype", "float32"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("RSS")]
+    return float(line.split()[1]), float(line.split()[2])
+
+
+def memory_check(counts=(200, 2000)) -> dict:
+    """Peak RSS and images/s of tools.label on ``counts`` images (64 px) with a random
+    ``seggpt_test`` model: memory must not grow with the number of images."""
+    import torch
+
+    from painter.checkpoint import save_native
+    from painter.io import save_image, save_index_mask
+    from seggpt.loading import build_model
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_label_"))
+    torch.manual_seed(0)
+    checkpoint = save_native(build_model("seggpt_test"), folder / "tiny.safetensors")
+    source = fixed_class_source((64, 64), "held_out")
+    for i in range(2):
+        save_image(folder / "ex" / "images" / f"{i}.png", source[i].image)
+        save_index_mask(folder / "ex" / "masks" / f"{i}.png", source[i].semantic)
+    paths = []
+    for i in range(max(counts)):
+        paths.append(folder / "images" / f"{i:05d}.png")
+        save_image(paths[-1], source[i % 500 + 2].image)
+    rows = {}
+    for n in counts:
+        listing = folder / f"list_{n}.txt"
+        listing.write_text("\n".join(map(str, paths[:n])))
+        rss, seconds = _peak_rss_mb(listing, folder / "ex", checkpoint, folder / f"out_{n}")
+        rows[n] = {"peak_rss_mb": rss, "seconds": seconds, "images_per_s": n / seconds}
+    return rows
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="demo")
+    parser.add_argument("--promptable", default="demo")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--corrections", type=int, default=10)
+    parser.add_argument("--memory", action="store_true", help="only the peak-RSS check")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_label.json"))
+    args = parser.parse_args(argv)
+    if args.memory:
+        rows = memory_check()
+        cells = [
+            [n, f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.1f}", f"{r['images_per_s']:.1f}"]
+            for n, r in rows.items()
+        ]
+        print(format_table(["images", "peak RSS MB", "s", "images/s"], cells))
+        a, b = (rows[n]["peak_rss_mb"] for n in sorted(rows))
+        print(f"peak RSS ratio {b / a:.3f}")
+        return finish(
+            {"memory": rows, "ratio": b / a}, Path(args.out).with_name("bench_label_memory.json")
+        )
+    result = label_proof(args)
+    table = []
+    for name, r in result.items():
+        baseline = r.get("baseline_majority_class_on_objects", r.get("baseline_all_foreground"))
+        table.append([
+            name, r["images"], f"{r['first_miou']:.3f}", f"{r['first_rest_miou']:.3f}",
+            f"{r['relabelled_rest_miou']:.3f}", f"{r['corrected_images_miou_before']:.3f} -> "
+            f"{r['corrected_images_miou_after']:.3f}", f"{r['second_miou']:.3f}",
+            f"{r['spearman_score_vs_iou']:.2f}", f"{baseline:.3f}",
+            f"{sum(r['seconds'].values()):.0f}",
+        ])  # fmt: skip
+    print(format_table(
+        ["set", "images", "first mIoU", "rest before", "rest relabelled", "corrected",
+         "all after", "Spearman", "baseline", "s"], table,
+    ))  # fmt: skip
+    return finish(result, args.out)
+
+
+if __name__ == "__main__":
+    main()

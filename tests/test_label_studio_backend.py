@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from painter.errors import InputMismatchError
-from painter.io import save_image
+from painter.io import load_image, save_image
 from seggpt.labelling import labelstudio
 from seggpt.labelling.labeller import Labeller
 from seggpt.labelling.ml_backend import BackendServer, LabelStudioBackend, brush_target
@@ -40,8 +40,6 @@ def labeller(one_thread) -> Labeller:
 @pytest.fixture(scope="module")
 def queries(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     """Two query images saved as PNGs (and read back, as the backend reads them)."""
-    from painter.io import load_image
-
     root = tmp_path_factory.mktemp("queries")
     images, _ = fixed_class_split(SIZE, "held_out", 2)
     for i, image in enumerate(images):

@@ -5,12 +5,13 @@
     python -m tools.label_studio_backend --example a.jpg a_mask.png \
         --label-studio-url http://localhost:8080 --api-key $LABEL_STUDIO_API_KEY
 
-Then in Label Studio: project Settings > Model > Connect Model, URL ``http://<this host>:9090``
-(or ``POST /api/ml``). The project's labelling config needs a ``BrushLabels`` tag with a label
-per class name, as ``label_studio_config.xml`` from ``tools.label`` has. Images under
-``/data/local-files/?d=`` are read from ``--document-root`` (Label Studio's
-``LOCAL_FILES_DOCUMENT_ROOT``) when given; uploaded ones are fetched from Label Studio with the
-API key (or the address and token Label Studio sends when it connects).
+Then connect it to a Label Studio project: ``POST /api/ml`` with ``{"url":
+"http://<this host>:9090", "project": <id>}`` (see the README). The project's labelling config
+needs a ``BrushLabels`` tag with a label per class name, as ``tools.label``'s
+``label_studio_config.xml`` has. Images under ``/data/local-files/?d=`` are read from
+``--document-root`` (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``) when given; others are
+fetched from Label Studio with the API key (or the address and token that Label Studio sends
+when it connects).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> None:
     """Serve until interrupted."""
     backend = build_backend(args)
-    with BackendServer(backend, args.host, args.port) as server:
+    with BackendServer(backend, host=args.host, port=args.port) as server:
         labels = ", ".join(backend.labeller.class_names.values())
         print(f"Label Studio ML backend at {server.url} (labels: {labels}); Ctrl-C stops it")
         try:

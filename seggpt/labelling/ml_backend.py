@@ -231,7 +231,9 @@ class BackendServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, backend: LabelStudioBackend, host: str = "127.0.0.1", port: int = 9090):
+    def __init__(
+        self, backend: LabelStudioBackend, *, host: str = "127.0.0.1", port: int = 9090
+    ) -> None:
         super().__init__((host, port), _Handler)
         self.backend = backend
 

@@ -89,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--image-url-prefix",
         default=LOCAL_FILES_PREFIX,
-        help="prefix of each image's path in the Label Studio tasks (default: Label Studio's "
-        "local files, with LOCAL_FILES_DOCUMENT_ROOT set to the images' common folder)",
+        help="prefix of each image's path (relative to the images' common folder) in the Label "
+        "Studio tasks (default: Label Studio's local files). Label Studio serves a local file "
+        "only under a project's Local storage, which may not be LOCAL_FILES_DOCUMENT_ROOT "
+        "itself: set the root to the parent folder and pass '/data/local-files/?d=<folder>/'",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

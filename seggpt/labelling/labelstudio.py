@@ -40,14 +40,22 @@ def label_config(class_names: Sequence[str]) -> str:
     )
 
 
-def brush_result(mask: np.ndarray, class_name: str, *, result_id: str) -> dict[str, Any]:
-    """One brush-label result of a (H, W) bool mask."""
+def brush_result(
+    mask: np.ndarray,
+    class_name: str,
+    *,
+    result_id: str,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
+) -> dict[str, Any]:
+    """One brush-label result of a (H, W) bool mask; ``from_name`` and ``to_name`` are the
+    names of the config's ``BrushLabels`` and ``Image`` tags."""
     height, width = mask.shape
     return {
         "id": result_id,
         "type": "brushlabels",
-        "from_name": FROM_NAME,
-        "to_name": TO_NAME,
+        "from_name": from_name,
+        "to_name": to_name,
         "original_width": int(width),
         "original_height": int(height),
         "image_rotation": 0,
@@ -76,15 +84,36 @@ def task(
         score: the image's score (the prediction's).
         key: a stable name of the image; result ids are made from it.
     """
-    results = [
-        brush_result(mask, class_names[class_id], result_id=f"{key}-{i}")
-        for i, (mask, class_id, _) in enumerate(masks)
-    ]
     return {
         "data": {TO_NAME: image_ref},
         "meta": {"key": key},
-        "predictions": [{"model_version": MODEL_VERSION, "score": score, "result": results}],
+        "predictions": [prediction(masks, class_names, score=score, key=key)],
     }
+
+
+def prediction(
+    masks: Sequence[tuple[np.ndarray, int, float]],
+    class_names: Mapping[int, str],
+    *,
+    score: float,
+    key: str,
+    model_version: str = MODEL_VERSION,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
+) -> dict[str, Any]:
+    """One prediction: a brush result per instance (arguments as :func:`task` and
+    :func:`brush_result` take them)."""
+    results = [
+        brush_result(
+            mask,
+            class_names[class_id],
+            result_id=f"{key}-{i}",
+            from_name=from_name,
+            to_name=to_name,
+        )
+        for i, (mask, class_id, _) in enumerate(masks)
+    ]
+    return {"model_version": model_version, "score": score, "result": results}
 
 
 def write_tasks(path: str | os.PathLike, tasks: Iterable[Mapping[str, Any]]) -> Path:

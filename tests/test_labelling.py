@@ -183,7 +183,7 @@ def test_label_cli_writes_masks_coco_and_label_studio_that_agree(labelled):
     assert sorted(ids) == sorted(FIXED_CLASS_NAMES[1:])
     tasks = json.loads((labelled / "label_studio_tasks.json").read_text())
     assert {t["data"]["image"] for t in tasks} == {
-        f"/data/local-files/?d={'b' if i % 2 else 'a'}/q{i}.png" for i in range(7)
+        f"/data/local-files/?d=images/{'b' if i % 2 else 'a'}/q{i}.png" for i in range(7)
     }
     for t in tasks:
         decoded = labelstudio.decode_results(t["predictions"][0]["result"], ids)

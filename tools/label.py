@@ -25,7 +25,7 @@ from painter.config import SegType
 from painter.errors import InputMismatchError
 from seggpt.ensemble import EnsembleMode
 from seggpt.labelling.exports import LOCAL_FILES_PREFIX
-from seggpt.labelling.inputs import collect_images, load_examples
+from seggpt.labelling.inputs import collect_images, images_root, load_examples
 from seggpt.labelling.labeller import Labeller
 from seggpt.labelling.run import device_for_rank, label_images, merge_outputs
 from seggpt.loading import load_model
@@ -88,11 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--image-url-prefix",
-        default=LOCAL_FILES_PREFIX,
+        default=None,
         help="prefix of each image's path (relative to the images' common folder) in the Label "
-        "Studio tasks (default: Label Studio's local files). Label Studio serves a local file "
-        "only under a project's Local storage, which may not be LOCAL_FILES_DOCUMENT_ROOT "
-        "itself: set the root to the parent folder and pass '/data/local-files/?d=<folder>/'",
+        "Studio tasks; default '/data/local-files/?d=<that folder's name>/': Label Studio's "
+        "local files with LOCAL_FILES_DOCUMENT_ROOT at its parent and a Local storage on it",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -163,11 +162,10 @@ def run(args: argparse.Namespace) -> dict:
     )
     report = {"labelled_now": summary.labelled, "images_per_second": summary.images_per_second}
     if env.is_main:
-        report.update(
-            merge_outputs(
-                refs, args.out, labeller.class_names, image_url_prefix=args.image_url_prefix
-            )
-        )
+        prefix = args.image_url_prefix
+        if prefix is None:
+            prefix = f"{LOCAL_FILES_PREFIX}{images_root(refs).name}/"
+        report.update(merge_outputs(refs, args.out, labeller.class_names, image_url_prefix=prefix))
         print(
             f"labelled {report['labelled']} of {len(refs)} images into {args.out} "
             f"({summary.images_per_second:.2f} images/s here); {len(report['failed'])} could "

@@ -309,3 +309,14 @@ def test_two_processes_write_the_same_files_as_one(label_set, tmp_path):
     shards = sorted(p.name for p in (tmp_path / "two" / "manifest").iterdir())
     assert shards == ["rank-0.jsonl", "rank-1.jsonl"]
     assert _outputs(tmp_path / "two") == _outputs(tmp_path / "one")
+
+
+def test_a_tuned_prompt_for_another_model_is_refused(label_set, tiny_checkpoint, tmp_path):
+    from painter.errors import CheckpointError
+    from seggpt.loading import DEMO_TUNED_PROMPT
+
+    args = [str(label_set / "images"), "--tuned-prompt", str(DEMO_TUNED_PROMPT)]
+    args += ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--quiet"]
+    with pytest.raises(CheckpointError, match="tuned for model"):
+        label.run(label.build_parser().parse_args(args))
+    assert not (tmp_path / "o").exists()

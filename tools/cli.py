@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from painter.devices import DTYPE_CHOICES
 from painter.errors import PainterError
@@ -75,3 +76,42 @@ def add_model_arguments(
     add_device_argument(parser)
     if dtype:
         add_dtype_argument(parser, note=dtype_note)
+
+
+def add_seggpt_arguments(parser: argparse.ArgumentParser, *, what: str = "prompts") -> None:
+    """``--ensemble`` and ``--seg-type``: how several examples combine, and SegGPT's type token."""
+    from painter.config import SegType
+    from seggpt.ensemble import EnsembleMode
+
+    parser.add_argument(
+        "--ensemble",
+        choices=[mode.value for mode in EnsembleMode],
+        default="feature",
+        help=f"how several {what} are combined (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seg-type",
+        choices=[t.name.lower() for t in SegType],
+        default="instance",
+        help="SegGPT's type token (default %(default)s)",
+    )
+
+
+def add_examples_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--example IMAGE MASK`` (repeatable), ``--examples DIR`` and ``--class-names``."""
+    parser.add_argument(
+        "--example",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("IMAGE", "MASK"),
+        help="an example image and its mask (class ids, 0/255 or colours); repeatable",
+    )
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        help="a folder of examples: images/ + masks/ (+ classes.txt, line k naming class k)",
+    )
+    parser.add_argument(
+        "--class-names", help="comma-separated names of class ids 1, 2, ... (default: classes.txt)"
+    )

@@ -24,12 +24,11 @@ from tqdm.auto import tqdm
 from painter.config import SegType
 from painter.errors import InputMismatchError, InvalidImageError
 from painter.io import load_image, load_mask
-from seggpt.ensemble import EnsembleMode
 from seggpt.loading import load_model
 from seggpt.outputs import display_palette, output_names, write_prediction
 from seggpt.predictor import SegGPTPredictor
 from seggpt.tuning import TunedPrompt
-from tools.cli import add_model_arguments, positive_int, run_cli
+from tools.cli import add_model_arguments, add_seggpt_arguments, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,18 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_arguments(parser)
     parser.add_argument("--variant", help="model variant the checkpoint must match")
-    parser.add_argument(
-        "--ensemble",
-        choices=[mode.value for mode in EnsembleMode],
-        default="feature",
-        help="how several prompts are combined (default %(default)s)",
-    )
-    parser.add_argument(
-        "--seg-type",
-        choices=[t.name.lower() for t in SegType],
-        default="instance",
-        help="SegGPT's type token (default %(default)s)",
-    )
+    add_seggpt_arguments(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=4, help="queries per pass (default 4)"
     )

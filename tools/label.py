@@ -23,16 +23,22 @@ from pathlib import Path
 
 from painter.config import SegType
 from painter.errors import InputMismatchError
-from seggpt.ensemble import EnsembleMode
 from seggpt.labelling.exports import LOCAL_FILES_PREFIX
-from seggpt.labelling.inputs import collect_images, images_root, load_examples
+from seggpt.labelling.inputs import collect_images, images_root, load_examples, named_classes
 from seggpt.labelling.labeller import Labeller
 from seggpt.labelling.run import device_for_rank, label_images, merge_outputs
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.training.distributed import setup_distributed
 from seggpt.tuning import TunedPrompt, model_fingerprint
-from tools.cli import add_model_arguments, non_negative_int, positive_int, run_cli
+from tools.cli import (
+    add_examples_arguments,
+    add_model_arguments,
+    add_seggpt_arguments,
+    non_negative_int,
+    positive_int,
+    run_cli,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,37 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="images to label: files, folders (recursive), text files listing paths, or a "
         "datasets folder made by save_to_disk",
     )
-    parser.add_argument(
-        "--example",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("IMAGE", "MASK"),
-        help="an example image and its mask (class ids, 0/255 or colours); repeatable",
-    )
-    parser.add_argument(
-        "--examples", type=Path, help="a folder of examples: images/ + masks/ (+ classes.txt)"
-    )
+    add_examples_arguments(parser)
     parser.add_argument("--tuned-prompt", type=Path, help="a prompt learned by tools.tune")
-    parser.add_argument(
-        "--class-names", help="comma-separated names of class ids 1, 2, ... (default: classes.txt)"
-    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--resume", action="store_true", help="finish the run held in --out")
     add_model_arguments(parser)
     parser.add_argument("--variant", help="model variant the checkpoint must match")
-    parser.add_argument(
-        "--ensemble",
-        choices=[m.value for m in EnsembleMode],
-        default="feature",
-        help="how several examples are combined (default %(default)s)",
-    )
-    parser.add_argument(
-        "--seg-type",
-        choices=[t.name.lower() for t in SegType],
-        default="instance",
-        help="SegGPT's type token (default %(default)s)",
-    )
+    add_seggpt_arguments(parser, what="examples")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="images per pass")
     parser.add_argument(
         "--workers", type=non_negative_int, default=2, help="image-decoding processes (default 2)"
@@ -111,9 +93,8 @@ def run(args: argparse.Namespace) -> dict:
     refs = collect_images(args.images)
     tuned = TunedPrompt.load(args.tuned_prompt) if args.tuned_prompt else None
     examples = None if tuned else load_examples(args.example, args.examples)
-    names = dict(enumerate(tuned.class_names)) if tuned else dict(examples.class_names)
-    if args.class_names:
-        names.update(enumerate((n.strip() for n in args.class_names.split(",")), start=1))
+    given = dict(enumerate(tuned.class_names)) if tuned else examples.class_names
+    names = named_classes(given, args.class_names)
     model = load_model(args.checkpoint, args.variant)
     env = setup_distributed(_torch_device(args.device))
     predictor = SegGPTPredictor(

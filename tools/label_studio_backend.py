@@ -24,15 +24,20 @@ from pathlib import Path
 
 from painter.config import SegType
 from painter.errors import InputMismatchError
-from seggpt.ensemble import EnsembleMode
 from seggpt.labelling import labelstudio
-from seggpt.labelling.inputs import load_examples
+from seggpt.labelling.inputs import load_examples, named_classes
 from seggpt.labelling.labeller import Labeller
 from seggpt.labelling.ml_backend import BackendServer, LabelStudioBackend
 from seggpt.labelling.task_images import TaskImages
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from tools.cli import add_model_arguments, positive_int, run_cli
+from tools.cli import (
+    add_examples_arguments,
+    add_model_arguments,
+    add_seggpt_arguments,
+    positive_int,
+    run_cli,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,33 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seggpt-label-studio-backend", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--example",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("IMAGE", "MASK"),
-        help="an example image and its mask (class ids, 0/255 or colours); repeatable",
-    )
-    parser.add_argument(
-        "--examples", type=Path, help="a folder of examples: images/ + masks/ (+ classes.txt)"
-    )
-    parser.add_argument(
-        "--class-names", help="comma-separated names of class ids 1, 2, ... (default: classes.txt)"
-    )
+    add_examples_arguments(parser)
     add_model_arguments(parser)
-    parser.add_argument(
-        "--ensemble",
-        choices=[m.value for m in EnsembleMode],
-        default="feature",
-        help="how several examples are combined (default %(default)s)",
-    )
-    parser.add_argument(
-        "--seg-type",
-        choices=[t.name.lower() for t in SegType],
-        default="instance",
-        help="SegGPT's type token (default %(default)s)",
-    )
+    add_seggpt_arguments(parser, what="examples")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=9090, help="port (default 9090; 0: any)")
     parser.add_argument(
@@ -86,9 +67,7 @@ def build_backend(args: argparse.Namespace) -> LabelStudioBackend:
     if args.document_root is not None and not args.document_root.is_dir():
         raise InputMismatchError(f"--document-root {args.document_root} is not a folder")
     examples = load_examples(args.example, args.examples)
-    names = dict(examples.class_names)
-    if args.class_names:
-        names.update(enumerate((n.strip() for n in args.class_names.split(",")), start=1))
+    names = named_classes(examples.class_names, args.class_names)
     predictor = SegGPTPredictor(
         load_model(args.checkpoint),
         device=args.device,

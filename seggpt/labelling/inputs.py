@@ -223,3 +223,12 @@ def load_examples(
         images.append(image)
         masks.append(mask)
     return Examples(images, masks, names)
+
+
+def named_classes(names: dict[int, str], override: str | None = None) -> dict[int, str]:
+    """``names`` with ids 1, 2, ... renamed by a comma-separated ``override``
+    (``--class-names``)."""
+    names = dict(names)
+    if override:
+        names.update(enumerate((n.strip() for n in override.split(",")), start=1))
+    return names

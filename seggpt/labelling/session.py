@@ -47,6 +47,8 @@ class LabelSession:
         class_names: names of the class ids.
         tune_after: with more examples than this, tune a prompt on them (None: never).
         tune_steps: steps of that tuning.
+        tune_foreground_weight: its loss weight of coloured pixels (3: as the bundled models
+            were trained; ``seggpt.tuning.tune_prompt``).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class LabelSession:
         class_names: Mapping[int, str] | None = None,
         tune_after: int | None = None,
         tune_steps: int = 100,
+        tune_foreground_weight: float = 3.0,
     ) -> None:
         if len(images) != len(names):
             raise InputMismatchError(f"{len(images)} images but {len(names)} names")
@@ -73,10 +76,11 @@ class LabelSession:
         self.given_names = dict(class_names or {})
         self.tune_after = tune_after
         self.tune_steps = tune_steps
+        self.tune_foreground_weight = tune_foreground_weight
         self.results: dict[int, Labelled] = {}
         self.accepted: set[int] = set()
         self.tuned: TunedPrompt | None = None
-        self.labeller = self._labeller()
+        self._labeller_now: Labeller | None = self._labeller()  # checks the examples now
 
     # -- examples --------------------------------------------------------------------------------
     def add_example(self, image: np.ndarray, mask: np.ndarray) -> None:
@@ -92,16 +96,24 @@ class LabelSession:
             raise InvalidMaskError("example mask is empty; an example must show a class")
         self.example_images.append(image)
         self.example_masks.append(mask)
-        self.labeller = self._labeller()
+        self._labeller_now = None  # rebuilt (and tuned) when next needed
 
     def set_tune_after(self, tune_after: int | None) -> None:
         """Tune a prompt once there are more examples than ``tune_after`` (None: never)."""
         if tune_after != self.tune_after:
             self.tune_after = tune_after
             self.tuned = None
-            self.labeller = self._labeller()
+            self._labeller_now = None
 
     # -- labelling -------------------------------------------------------------------------------
+    @property
+    def labeller(self) -> Labeller:
+        """The labeller of the current examples (a tuned prompt past ``tune_after``), built when
+        first needed after they change."""
+        if self._labeller_now is None:
+            self._labeller_now = self._labeller()
+        return self._labeller_now
+
     def _labeller(self) -> Labeller:
         if self.tune_after is not None and len(self.example_images) > self.tune_after:
             return self._tuned_labeller()
@@ -115,7 +127,13 @@ class LabelSession:
         names = ["background"] + [self.given_names.get(i, f"class_{i}") for i in range(1, k + 1)]
         data = tuning_data(model, self.example_images, self.example_masks, k)
         self.tuned = tune_prompt(
-            model, data, names, steps=self.tune_steps, resume=None, progress=False
+            model,
+            data,
+            names,
+            steps=self.tune_steps,
+            seg_type=self.predictor.seg_type,  # tuned with the token it is used with
+            foreground_weight=self.tune_foreground_weight,
+            progress=False,
         )
         model.eval()
         return Labeller(
@@ -190,7 +208,7 @@ class LabelSession:
         self.accepted.add(index)
         self.example_images.append(self.images[index])
         self.example_masks.append(mask)
-        self.labeller = self._labeller()
+        self._labeller_now = None  # rebuilt (and tuned) when next needed
 
     def _check_ids(self, ids: np.ndarray) -> None:
         """Every id is background or one of the examples' classes."""

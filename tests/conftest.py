@@ -129,6 +129,22 @@ def server(tiny_checkpoint, tuned_prompt_file, promptable_file, tmp_path_factory
         yield url
 
 
+@pytest.fixture(scope="module")
+def tiny_predictor(tiny_checkpoint):
+    """A float32 CPU predictor of the tiny model, shared by a module's tests."""
+    from seggpt import SegGPTPredictor, load_model
+
+    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def client(server, tmp_path):
+    """A gradio_client of the shared app server, downloading into the test's folder."""
+    from gradio_client import Client
+
+    return Client(server, download_files=str(tmp_path), analytics_enabled=False, verbose=False)
+
+
 @pytest.fixture(autouse=True)
 def _auto_dtype_is_float32(request, monkeypatch) -> None:
     """``dtype="auto"`` picks bfloat16 on CPUs with native bf16; the suite sees a CPU without it,

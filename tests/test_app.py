@@ -20,14 +20,14 @@ import app_gradio as app
 from painter.errors import InputMismatchError, InvalidImageError, InvalidMaskError
 from painter.io import default_palette, load_image, load_mask, overlay, save_image
 from painter.promptable import PromptablePredictor, build_sam, refine_mask
-from seggpt import SegGPTPredictor, load_model, serving
+from seggpt import SegGPTPredictor, serving
 from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
 from seggpt.tuning import TunedPrompt
 from seggpt.video import VideoSegmenter
 from tools.app.server import REPO
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 
@@ -43,13 +43,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_checkpoint) -> SegGPTPredictor:
-    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
-
-
-@pytest.fixture
-def client(server, tmp_path) -> Client:
-    return Client(server, download_files=str(tmp_path), analytics_enabled=False, verbose=False)
+def predictor(tiny_predictor) -> SegGPTPredictor:
+    return tiny_predictor
 
 
 # --- pure functions ----------------------------------------------------------------------------

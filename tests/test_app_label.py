@@ -12,12 +12,12 @@ import pytest
 from painter.errors import InputMismatchError, InvalidMaskError
 from painter.io import load_mask, save_image
 from painter.promptable import PromptablePredictor, build_sam
-from seggpt import SegGPTPredictor, load_model
+from seggpt import SegGPTPredictor
 from seggpt.labelling.sessions import SessionStore, bundled_session
 
 gradio_client = pytest.importorskip("gradio_client")
 pycocotools = pytest.importorskip("pycocotools")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
@@ -25,13 +25,8 @@ BUNDLED = "bundled sample set"
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_checkpoint) -> SegGPTPredictor:
-    return SegGPTPredictor(load_model(tiny_checkpoint), device="cpu", dtype="float32")
-
-
-@pytest.fixture
-def client(server, tmp_path) -> Client:
-    return Client(server, download_files=str(tmp_path), analytics_enabled=False, verbose=False)
+def predictor(tiny_predictor) -> SegGPTPredictor:
+    return tiny_predictor
 
 
 # --- in-process --------------------------------------------------------------------------------

@@ -61,22 +61,65 @@ def start_run(out: Path, fingerprint: Mapping[str, Any], *, resume: bool) -> Non
     atomic_write(run_file, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def read_records(out: Path) -> dict[int, dict[str, Any]]:
-    """Every finished image's record by image index, from all processes' manifest files."""
-    records: dict[int, dict[str, Any]] = {}
-    folder = out / MANIFEST_DIR
-    if not folder.is_dir():
-        return records
-    for path in sorted(folder.glob("rank-*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the tail of a killed write
-                if isinstance(record, dict) and isinstance(record.get("index"), int):
-                    records[record["index"]] = record
-    return records
+class ManifestReader:
+    """The finished images' records of all processes' manifest files, read from disk when
+    asked for: only each record's file and byte offset stay in memory, so merging a run of any
+    size holds one record at a time.
+
+    >>> with ManifestReader(out) as records:
+    ...     done = set(records.indices)
+    ...     first = records[0]
+    """
+
+    def __init__(self, out: Path) -> None:
+        self._where: dict[int, tuple[Path, int]] = {}
+        self._files: dict[Path, Any] = {}
+        folder = out / MANIFEST_DIR
+        for path in sorted(folder.glob("rank-*.jsonl")) if folder.is_dir() else ():
+            offset = 0
+            with open(path, "rb") as f:
+                for line in f:
+                    index = _record_index(line)
+                    if index is not None:
+                        self._where[index] = (path, offset)  # a later line wins
+                    offset += len(line)
+
+    @property
+    def indices(self) -> list[int]:
+        return sorted(self._where)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._where
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path, offset = self._where[index]
+        if path not in self._files:
+            self._files[path] = open(path, "rb")
+        f = self._files[path]
+        f.seek(offset)
+        return json.loads(f.readline())
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self) -> ManifestReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _record_index(line: bytes) -> int | None:
+    """The image index of a manifest line; None for the tail of a killed write."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("index"), int):
+        return record["index"]
+    return None
 
 
 class ManifestWriter:

@@ -27,7 +27,7 @@ from painter.errors import InputMismatchError
 from seggpt.labelling.exports import LOCAL_FILES_PREFIX, MASKS_DIR, image_record, write_exports
 from seggpt.labelling.inputs import ImageDataset, ImageRef
 from seggpt.labelling.labeller import Labeller
-from seggpt.labelling.manifest import ManifestWriter, read_records, start_run
+from seggpt.labelling.manifest import ManifestReader, ManifestWriter, start_run
 from seggpt.outputs import write_prediction
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ def label_images(
     _barrier()
     if rank != 0:
         start_run(out, fingerprint, resume=True)  # rank 0 has written it; check it matches
-    done = read_records(out)
+    with ManifestReader(out) as records:
+        done = set(records.indices)
     batches = _shard_batches(len(refs), rank, world_size, batch_size)
     todo = [batch for batch in batches if any(i not in done for i in batch)]
     summary = RunSummary(already_done=sum(i in done for b in batches for i in b))
@@ -144,18 +145,41 @@ def merge_outputs(
     process's manifest (``seggpt.labelling.exports.write_exports``). Call once every image has
     a record."""
     out = Path(out)
-    records = read_records(out)
-    missing = [refs[i].file_name for i in range(len(refs)) if i not in records]
-    if missing:
-        raise InputMismatchError(
-            f"{len(missing)} images have no manifest record yet (first: {missing[0]}); run the "
-            "labelling with --resume to finish them before merging"
+    with ManifestReader(out) as records:
+        missing = [refs[i].file_name for i in range(len(refs)) if i not in records]
+        if missing:
+            raise InputMismatchError(
+                f"{len(missing)} images have no manifest record yet (first: {missing[0]}); run "
+                "the labelling with --resume to finish them before merging"
+            )
+        labelled, failed = [], []
+        for i in range(len(refs)):
+            error = records[i].get("error")
+            if error is None:
+                labelled.append(i)
+            else:
+                failed.append((refs[i].file_name, error))
+        items = _RecordItems(refs, labelled, records)
+        return write_exports(
+            out, items, class_names, failed=failed, image_url_prefix=image_url_prefix
         )
-    items = [(refs[i], records[i]) for i in range(len(refs)) if "error" not in records[i]]
-    failed = [
-        (refs[i].file_name, records[i]["error"]) for i in range(len(refs)) if "error" in records[i]
-    ]
-    return write_exports(out, items, class_names, failed=failed, image_url_prefix=image_url_prefix)
+
+
+class _RecordItems(Sequence):
+    """(image ref, record) of the labelled images, each record read from the manifest when
+    iterated over (several passes read it again rather than hold it)."""
+
+    def __init__(self, refs: Sequence[ImageRef], indices: list[int], records: ManifestReader):
+        self.refs, self.indices, self.records = refs, indices, records
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        i = self.indices[k]
+        return self.refs[i], self.records[i]
 
 
 def device_for_rank(device: str | None, local_rank: int) -> str | None:

@@ -12,11 +12,15 @@ Two labelled sets no model of this framework trained on, with known ground truth
   scale, flip, colour jitter); 3 views are the examples, the other 13 are labelled (binary).
 
 Steps (``seggpt.labelling.session.LabelSession``): label all; score against the ground truth
-(class-pooled mIoU) with the Spearman rank correlation of each image's score with its own IoU;
+(class-pooled mIoU) with the Spearman rank correlation of each image's score (certainty times
+the agreement of the lone examples, ``seggpt.labelling.scoring``; certainty alone in brackets)
+with its own IoU;
 correct the ``--corrections`` least sure images with simulated clicks (per ground-truth object,
 largest first, up to 3: a positive click at its most interior pixel, then up to 2 clicks at the
 largest error region, positive in a miss and negative in a false alarm, through the promptable
-model) and accept them (they join the examples); relabel the rest and score it again. Baseline,
+model; the person keeps a result only where it beats the labelled mask) and accept them (they
+join the examples); relabel the rest from all examples (feature ensemble) and, separately,
+from a prompt tuned on them (in-context tuning, model frozen), and score it again. Baseline,
 ignoring the examples' content: every object pixel labelled as the examples' most common class.
 Writes ``benchmarks/results/bench_label.json``.
 """
@@ -41,6 +45,7 @@ from painter.config import SegType
 from painter.promptable import PromptablePredictor, build_sam
 from painter.promptable.refine import component_prompts
 from seggpt.evaluation.metrics import IoUAccumulator
+from seggpt.labelling.scoring import image_score
 from seggpt.labelling.session import LabelSession
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
@@ -165,12 +170,14 @@ def run_job(
         [e[0] for e in examples],
         [e[1] for e in examples],
         class_names=names,
+        agreement=True,
     )
     start = time.perf_counter()
     session.label_all()
     seconds = {"label_all": time.perf_counter() - start}
     first = [session.results[i].mask for i in range(len(images))]
     scores = [session.results[i].score for i in range(len(images))]
+    certainty_only = [image_score(m, session.results[i].certainty) for i, m in enumerate(first)]
     ious = [image_iou(p, t) for p, t in zip(first, truths)]
     fixed = session.order()[:corrections]
     start = time.perf_counter()
@@ -191,6 +198,7 @@ def run_job(
         "corrected_before": miou(first, fixed),
         "corrected_after": miou([session.results[i].mask for i in range(len(images))], fixed),
         "spearman_score_vs_iou": float(spearmanr(scores, ious).statistic),
+        "spearman_certainty_only_vs_iou": float(spearmanr(certainty_only, ious).statistic),
         "least_sure_decile_iou": float(np.mean([iou for _, iou in ranked[:decile]])),
         "most_sure_decile_iou": float(np.mean([iou for _, iou in ranked[-decile:]])),
         "examples_after": len(session.example_images),
@@ -308,13 +316,14 @@ def main(argv=None) -> dict:
             f"{r['first_rest_miou']:.3f}", f"{r['rest_ensemble_miou']:.3f}",
             f"{r['rest_tuned_miou']:.3f}",
             f"{r['corrected_before']:.3f} -> {r['corrected_after']:.3f}",
-            f"{r['spearman_score_vs_iou']:.2f}",
+            f"{r['spearman_score_vs_iou']:.2f} ({r['spearman_certainty_only_vs_iou']:.2f})",
             f"{r['least_sure_decile_iou']:.2f} / {r['most_sure_decile_iou']:.2f}",
             f"{sum(r['seconds'].values()):.0f}",
         ])  # fmt: skip
     print(format_table(
         ["set", "images", "baseline", "first mIoU", "rest: first", "rest: ensemble",
-         "rest: tuned", "corrected", "Spearman", "IoU least/most sure 10%", "s"], table,
+         "rest: tuned", "corrected", "Spearman (certainty only)", "IoU least/most sure 10%",
+         "s"], table,
     ))  # fmt: skip
     return finish(result, args.out)
 

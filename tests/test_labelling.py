@@ -24,7 +24,9 @@ from seggpt.labelling.scoring import (
     certainty_map,
     class_mask,
     image_score,
+    instance_agreement,
     instances_of,
+    mask_agreement,
 )
 from seggpt.samples import FIXED_CLASS_NAMES, fixed_class_split
 from tools import label
@@ -79,6 +81,39 @@ def test_instances_are_components_per_class_and_redraw_the_mask():
     assert [(i.class_id, i.area) for i in found] == [(1, 1), (2, 4), (2, 9)]
     assert found[0].score == pytest.approx(float(certainty[5, 1]))
     np.testing.assert_array_equal(class_mask(found, mask.shape), mask)
+
+
+def test_agreement_is_the_mean_iou_of_the_lone_examples_with_the_ensemble():
+    mask = np.zeros((4, 4), dtype=np.int64)
+    mask[:2, :2] = 1
+    same, half = mask.copy(), mask.copy()
+    half[0, :2] = 0  # half of the object
+    assert mask_agreement(mask, [same]) == 1.0
+    assert mask_agreement(mask, [same, half]) == pytest.approx(0.75)
+    assert mask_agreement(np.zeros_like(mask), [np.zeros_like(mask)]) == 1.0
+    [instance] = instances_of(mask)
+    assert instance_agreement(instance, [same, half]) == pytest.approx(0.75)
+
+
+def test_labeller_with_agreement_scales_scores_by_it(label_set):
+    from seggpt.loading import load_model
+    from seggpt.predictor import SegGPTPredictor
+
+    predictor = SegGPTPredictor(load_model("demo"), dtype="float32")
+    images, masks = fixed_class_split(SIZE, "train", 2)
+    queries, _ = fixed_class_split(SIZE, "held_out", 3)
+    plain = Labeller.from_examples(predictor, images, masks).label(queries)
+    checked = Labeller.from_examples(predictor, images, masks, agreement=True)
+    alone = [
+        Labeller.from_examples(predictor, [i], [m]).label(queries) for i, m in zip(images, masks)
+    ]
+    for k, (a, b) in enumerate(zip(plain, checked.label(queries))):
+        np.testing.assert_array_equal(a.mask, b.mask)
+        votes = [lone[k].mask for lone in alone]
+        assert b.score == pytest.approx(a.score * mask_agreement(a.mask, votes), abs=2e-4)
+    same = Labeller.from_examples(predictor, [images[0]] * 2, [masks[0]] * 2, agreement=True)
+    lone = Labeller.from_examples(predictor, [images[0]], [masks[0]])
+    assert [r.score for r in same.label(queries)] == [r.score for r in lone.label(queries)]
 
 
 # -- export formats ----------------------------------------------------------------------------

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--variant", help="model variant the checkpoint must match")
     add_seggpt_arguments(parser, what="examples")
+    parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="also score each image by how well each example alone agrees with them all (one "
+        "more forward pass per example; ranks errors better)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=4, help="images per pass")
     parser.add_argument(
         "--workers", type=non_negative_int, default=2, help="image-decoding processes (default 2)"
@@ -110,7 +116,12 @@ def run(args: argparse.Namespace) -> dict:
         labeller = Labeller(predictor, tuned.prepared(predictor.device), names)
     else:
         labeller = Labeller.from_examples(
-            predictor, examples.images, examples.masks, class_names=names, ensemble=args.ensemble
+            predictor,
+            examples.images,
+            examples.masks,
+            class_names=names,
+            ensemble=args.ensemble,
+            agreement=args.agreement,
         )
     fingerprint = {
         "model": model_fingerprint(model),
@@ -126,6 +137,7 @@ def run(args: argparse.Namespace) -> dict:
                 "refine_checkpoint",
                 "refine_min_score",
                 "batch_size",
+                "agreement",
             )
         },
     }

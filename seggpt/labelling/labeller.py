@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,9 @@ from seggpt.labelling.scoring import (
     certainty_map,
     class_names_for,
     image_score,
+    instance_agreement,
     instances_of,
+    mask_agreement,
 )
 from seggpt.outputs import display_palette
 from seggpt.predictor import PreparedPrompts, SegGPTPredictor
@@ -52,6 +55,9 @@ class Labeller:
         predictor: the SegGPT predictor (its refiner, dtype and device are used as they are).
         prompts: prepared prompts (``predictor.prepare_prompts`` or a tuned prompt's).
         class_names: names of the class ids (missing ones get ``class_<id>``).
+        checks: the prompts of each example alone; with them every score is also multiplied by
+            how well the lone examples agree with the ensemble (``scoring.mask_agreement``),
+            at the cost of one more forward pass per example.
     """
 
     def __init__(
@@ -59,9 +65,14 @@ class Labeller:
         predictor: SegGPTPredictor,
         prompts: PreparedPrompts,
         class_names: Mapping[int, str] | None = None,
+        *,
+        checks: Sequence[PreparedPrompts] = (),
     ) -> None:
         self.predictor = predictor
         self.prompts = prompts
+        self.checks = list(checks)
+        self._plain = copy.copy(predictor)  # the lone examples' masks are not refined
+        self._plain.refiner = None
         coloring = prompts.coloring
         if coloring.kind is MaskKind.INDEX and coloring.shown_ids:
             ids = [int(i) for i in coloring.shown_ids if i != 0]
@@ -85,9 +96,15 @@ class Labeller:
         *,
         class_names: Mapping[int, str] | None = None,
         ensemble: EnsembleMode | str = EnsembleMode.FEATURE,
+        agreement: bool = False,
     ) -> Labeller:
+        """A labeller of ``images``/``masks``; ``agreement`` (with two or more examples) also
+        scores by how well each example alone agrees with them all."""
         prompts = predictor.prepare_prompts(images, masks, ensemble=ensemble)
-        return cls(predictor, prompts, class_names)
+        checks = []
+        if agreement and len(images) > 1:
+            checks = [predictor.prepare_prompts([i], [m]) for i, m in zip(images, masks)]
+        return cls(predictor, prompts, class_names, checks=checks)
 
     def label(
         self, images: Sequence[np.ndarray], *, batch_size: int | None = None
@@ -95,20 +112,34 @@ class Labeller:
         """Label ``images`` ((H, W, 3) uint8 arrays), in order."""
         if not images:
             return []
+        batch = batch_size or len(images)
         predictions = self.predictor.predict(
-            None, None, list(images), prompts=self.prompts, batch_size=batch_size or len(images)
+            None, None, list(images), prompts=self.prompts, batch_size=batch
         )
+        alone = [
+            [self._ensemble_ids(p.mask, check) for p in self._plain.predict(
+                None, None, list(images), prompts=check, batch_size=batch
+            )]
+            for check in self.checks
+        ]  # fmt: skip
         out = []
-        for prediction in predictions:
+        for k, prediction in enumerate(predictions):
             certainty = certainty_map(prediction.painted, self.prompts.coloring)
             mask = prediction.mask
-            out.append(
-                Labelled(
-                    mask=mask,
-                    painted=prediction.painted,
-                    certainty=certainty,
-                    score=round(image_score(mask, certainty), 4),
-                    instances=instances_of(mask, certainty),
-                )
-            )
+            votes = [masks[k] for masks in alone]
+            instances = [
+                Instance(i.class_id, i.mask, i.score * instance_agreement(i, votes))
+                for i in instances_of(mask, certainty)
+            ]
+            score = image_score(mask, certainty) * mask_agreement(mask, votes)
+            out.append(Labelled(mask, prediction.painted, certainty, round(score, 4), instances))
         return out
+
+    def _ensemble_ids(self, mask: np.ndarray, check: PreparedPrompts) -> np.ndarray:
+        """A lone example's mask in the ensemble's class ids (colour prompts number their
+        colours per call)."""
+        if self.prompts.coloring.kind is not MaskKind.COLOR:
+            return mask
+        ids = {v: i for i, v in enumerate(self.prompts.coloring.class_values)}
+        lookup = np.array([ids.get(v, 0) for v in check.coloring.class_values], dtype=np.int64)
+        return lookup[mask]

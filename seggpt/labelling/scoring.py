@@ -13,11 +13,18 @@ pixels). :func:`image_score` averages it over the pixels that matter: the predic
 and every pixel that is not clearly decided (certainty below :data:`CONTESTED`). A confident,
 crisp painting scores near 1; a faint or blotchy one (the usual sign of a wrong mask) near 0;
 an image painted confidently empty scores 1.
+
+With several examples, a labeller can also ask each example alone (``agreement=True``): where
+the examples disagree the ensemble is guessing. :func:`mask_agreement` (mean IoU of each lone
+example's mask with the ensemble's) then multiplies the image score, and
+:func:`instance_agreement` each instance's. On the bundled held-out fixed-class set this ranks
+images by their true IoU better than the painting's certainty alone (Spearman 0.46 against
+0.26 on 80 images; ``benchmarks/bench_label.py`` reports both).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +108,26 @@ def image_score(mask: np.ndarray, certainty: np.ndarray) -> float:
     if not region.any():
         return 1.0
     return float(certainty[region].mean())
+
+
+def mask_agreement(mask: np.ndarray, votes: Sequence[np.ndarray]) -> float:
+    """Mean over ``votes`` (the masks each example gives alone) of their agreement with
+    ``mask``: the mean IoU over the classes either holds (1 when both are empty)."""
+    if not votes:
+        return 1.0
+    scores = []
+    for vote in votes:
+        ids = sorted((set(np.unique(mask)) | set(np.unique(vote))) - {0})
+        ious = [((mask == c) & (vote == c)).sum() / ((mask == c) | (vote == c)).sum() for c in ids]
+        scores.append(float(np.mean(ious)) if ids else 1.0)
+    return float(np.mean(scores))
+
+
+def instance_agreement(instance: Instance, votes: Sequence[np.ndarray]) -> float:
+    """Mean over ``votes`` of the share of the instance's pixels they give its class."""
+    if not votes:
+        return 1.0
+    return float(np.mean([(vote[instance.mask] == instance.class_id).mean() for vote in votes]))
 
 
 def instances_of(mask: np.ndarray, certainty: np.ndarray | None = None) -> list[Instance]:

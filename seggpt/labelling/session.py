@@ -49,6 +49,8 @@ class LabelSession:
         tune_steps: steps of that tuning.
         tune_foreground_weight: its loss weight of coloured pixels (3: as the bundled models
             were trained; ``seggpt.tuning.tune_prompt``).
+        agreement: also score by how well each example alone agrees with them all
+            (``Labeller.from_examples``; one more forward pass per example).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class LabelSession:
         tune_after: int | None = None,
         tune_steps: int = 100,
         tune_foreground_weight: float = 3.0,
+        agreement: bool = False,
     ) -> None:
         if len(images) != len(names):
             raise InputMismatchError(f"{len(images)} images but {len(names)} names")
@@ -77,6 +80,7 @@ class LabelSession:
         self.tune_after = tune_after
         self.tune_steps = tune_steps
         self.tune_foreground_weight = tune_foreground_weight
+        self.agreement = agreement
         self.results: dict[int, Labelled] = {}
         self.accepted: set[int] = set()
         self.tuned: TunedPrompt | None = None
@@ -118,7 +122,11 @@ class LabelSession:
         if self.tune_after is not None and len(self.example_images) > self.tune_after:
             return self._tuned_labeller()
         return Labeller.from_examples(
-            self.predictor, self.example_images, self.example_masks, class_names=self.given_names
+            self.predictor,
+            self.example_images,
+            self.example_masks,
+            class_names=self.given_names,
+            agreement=self.agreement,
         )
 
     def _tuned_labeller(self) -> Labeller:

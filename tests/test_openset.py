@@ -189,3 +189,27 @@ def test_photo_splits_keep_scenes_together_and_reserve_the_text_folder(tmp_path)
     assert sorted(train + held) == sorted(found)
     with pytest.raises(DatasetError, match="no readable"):
         installed_photos(folders=[tmp_path / "missing"])
+
+
+def test_data_weights_replace_drop_and_check_the_mixture_entries():
+    from painter.registry import get_config
+    from seggpt.training.config import config_from_dict
+    from seggpt.training.data import build_train_dataset
+
+    weights = {"open-set-same-look": 0.7, "open-set-instance": 0.0}
+    config = config_from_dict(
+        {"model": "seggpt_openset", "data": {"mixture": "openset", "weights": weights}}
+    )
+    dataset = build_train_dataset(config, get_config("seggpt_openset"))
+    got = {e.name: e.weight for e in dataset.entries}
+    assert got == {
+        "open-set-same-look": 0.7,
+        "open-set-colour-independent": 0.15,
+        "photo-pairs": 0.35,
+    }
+    for bad, message in (({"no-such-entry": 1.0}, "lacks"), ({"photo-pairs": -1}, ">= 0")):
+        config = config_from_dict(
+            {"model": "seggpt_openset", "data": {"mixture": "openset", "weights": bad}}
+        )
+        with pytest.raises(ConfigError, match=message):
+            build_train_dataset(config, get_config("seggpt_openset"))

@@ -116,6 +116,15 @@ def test_labeller_with_agreement_scales_scores_by_it(label_set):
     assert [r.score for r in same.label(queries)] == [r.score for r in lone.label(queries)]
 
 
+def test_class_names_from_a_comma_list_rename_ids_in_order_and_skip_blanks():
+    from seggpt.labelling.inputs import named_classes
+
+    given = {0: "background", 1: "a", 2: "b", 3: "c"}
+    assert named_classes(given, "cat, ,bird") == {0: "background", 1: "cat", 2: "b", 3: "bird"}
+    assert named_classes(given, None) == given
+    assert named_classes({}, "x,y") == {1: "x", 2: "y"}
+
+
 # -- export formats ----------------------------------------------------------------------------
 def _instances() -> tuple[np.ndarray, list[Instance]]:
     mask = np.zeros((20, 30), dtype=np.int64)

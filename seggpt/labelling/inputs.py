@@ -227,8 +227,10 @@ def load_examples(
 
 def named_classes(names: dict[int, str], override: str | None = None) -> dict[int, str]:
     """``names`` with ids 1, 2, ... renamed by a comma-separated ``override``
-    (``--class-names``)."""
+    (``--class-names``, the app's class-name box): ``"cat, dog"`` names ids 1 and 2; a blank
+    entry (``"cat,,bird"``) leaves its id's name as it was."""
     names = dict(names)
-    if override:
-        names.update(enumerate((n.strip() for n in override.split(",")), start=1))
+    for class_id, name in enumerate((override or "").split(","), start=1):
+        if name.strip():
+            names[class_id] = name.strip()
     return names

@@ -241,10 +241,10 @@ class LabelSession:
         out = Path(out)
         stems = output_names(self.names)
         items = []
+        palette = self.labeller.palette
         for i in sorted(self.results):
             result = self.results[i]
             ref = ImageRef(key=self.names[i], file_name=self.names[i], name=stems[i])
-            palette = self.labeller.palette
             write_prediction(out / MASKS_DIR, ref.name, result.mask, palette, image=self.images[i])
             score = 1.0 if i in self.accepted else result.score
             h, w = result.mask.shape

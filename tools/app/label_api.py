@@ -16,6 +16,7 @@ from painter.errors import InputMismatchError
 from painter.io import load_image, load_mask, save_image, save_index_mask
 from painter.promptable.serving import parse_clicks
 from seggpt.labelling.exports import CLASSES_FILE, COCO_FILE, CONFIG_FILE, TASKS_FILE
+from seggpt.labelling.inputs import named_classes
 from seggpt.labelling.sessions import (
     SessionStore,
     bundled_session,
@@ -44,11 +45,6 @@ def tune_threshold(value: float | None) -> int | None:
     return int(value)
 
 
-def named_classes(text: str) -> dict[int, str]:
-    """``"cat, dog"`` -> {1: "cat", 2: "dog"} (empty: no names)."""
-    return {i: n.strip() for i, n in enumerate((text or "").split(","), start=1) if n.strip()}
-
-
 class LabelEndpoints:
     """The review loop's steps over a store of sessions; files go to request folders."""
 
@@ -74,7 +70,7 @@ class LabelEndpoints:
         if source == BUNDLED:
             session = bundled_session(self.ctx.predictor, examples, **options)
         elif source == FOLDER:
-            examples.class_names.update(named_classes(class_names))
+            examples.class_names = named_classes(examples.class_names, class_names)
             session, failed = folder_session(self.ctx.predictor, folder, examples, **options)
         else:
             raise InputMismatchError(f"source {source!r}: choose {BUNDLED!r} or {FOLDER!r}")

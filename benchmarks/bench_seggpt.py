@@ -15,7 +15,7 @@ default; with ``--device cuda`` both models run on the GPU, times are taken afte
 README.md here.
 
     python benchmarks/bench_seggpt.py [--config large|tiny] [--repeats N] [--out PATH]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--malloc default|retain] [--jobs fp32]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from harness import (
+    MALLOC_MODES,
     cpu_count,
     gemm_gflops,
     load_average,
@@ -40,6 +41,7 @@ from harness import (
     measure,
     peak_memory,
     release_free_memory,
+    retain_freed_memory,
     write_json,
 )
 from references import random_hf_seggpt
@@ -79,8 +81,11 @@ def worker(
     repeats: int,
     case_budget: float,
     device: torch.device | str = "cpu",
+    malloc: str = "default",
 ) -> None:
     device = torch.device(device)
+    if malloc == "retain" and not retain_freed_memory():
+        raise SystemExit("--malloc retain needs glibc")
     torch.set_num_threads(cpu_count())
     if job.side == "hf":
         from transformers import SegGptForImageSegmentation
@@ -140,6 +145,8 @@ def summarise(results: dict, flops_ours: dict, coloring) -> dict:
         (f"{ENSEMBLE_PROMPTS} prompts fp32", "ours_p8", "hf_p8"),
     )
     for label, ours_name, hf_name in pairs:
+        if ours_name not in results:
+            continue
         ours, hf = results[ours_name], results[hf_name]
         ours_s, hf_s = statistics.median(ours["times_s"]), statistics.median(hf["times_s"])
         flops = sum(ours["flops"].values())
@@ -169,41 +176,45 @@ def summarise(results: dict, flops_ours: dict, coloring) -> dict:
             "hf_warmup_s": hf["warmup_s"],
             "load_avg": {"ours": ours["load_avg"], "hf": hf["load_avg"]},
         }
-    fp32_mask = decode_mask(results["ours_fp32"]["output"], coloring)
-    bf16_mask = decode_mask(results["ours_bf16"]["output"], coloring)
-    bf16 = cases["1 prompt bf16"]
-    bf16["diff_vs_ours_fp32"] = max_diff(
-        results["ours_bf16"]["output"], results["ours_fp32"]["output"]
-    )
-    bf16["mask_agreement_pct"] = 100 * float((fp32_mask == bf16_mask).mean())
-    bf16["fp32_foreground_pct"] = 100 * float(fp32_mask.mean())
-    p8 = cases[f"{ENSEMBLE_PROMPTS} prompts fp32"]
-    p8["diff_vs_naive_forward"] = max_diff(
-        results["ours_p8"]["output"], results["ours_p8"]["naive_output"]
-    )
-    p8["naive_forward_s"] = results["ours_p8"]["naive_s"]
     fp32 = cases["1 prompt fp32"]
     measured = {
         "fp32_time_ratio": fp32["time_ratio"],
-        "bf16_time_ratio": bf16["time_ratio"],
-        "bf16_mask_agreement": bf16["mask_agreement_pct"],
-        "p8_time_ratio": p8["time_ratio"],
-        "p8_memory_ratio": p8["memory_ratio"],
         "fp32_gemm_fraction": fp32["gemm_fraction_pct"],
     }
-    checks = [
-        ("1 prompt fp32 vs HF, max|d| / max|HF|", fp32["diff_vs_hf"]["rel"], 1e-4),
-        (
-            f"{ENSEMBLE_PROMPTS} prompts vs naive forward, max|d| / max|naive|",
-            p8["diff_vs_naive_forward"]["rel"],
-            1e-4,
-        ),
-    ]
+    checks = [("1 prompt fp32 vs HF, max|d| / max|HF|", fp32["diff_vs_hf"]["rel"], 1e-4)]
+    if "ours_bf16" in results:
+        fp32_mask = decode_mask(results["ours_fp32"]["output"], coloring)
+        bf16_mask = decode_mask(results["ours_bf16"]["output"], coloring)
+        bf16 = cases["1 prompt bf16"]
+        bf16["diff_vs_ours_fp32"] = max_diff(
+            results["ours_bf16"]["output"], results["ours_fp32"]["output"]
+        )
+        bf16["mask_agreement_pct"] = 100 * float((fp32_mask == bf16_mask).mean())
+        bf16["fp32_foreground_pct"] = 100 * float(fp32_mask.mean())
+        measured["bf16_time_ratio"] = bf16["time_ratio"]
+        measured["bf16_mask_agreement"] = bf16["mask_agreement_pct"]
+    if "ours_p8" in results:
+        p8 = cases[f"{ENSEMBLE_PROMPTS} prompts fp32"]
+        p8["diff_vs_naive_forward"] = max_diff(
+            results["ours_p8"]["output"], results["ours_p8"]["naive_output"]
+        )
+        p8["naive_forward_s"] = results["ours_p8"]["naive_s"]
+        measured["p8_time_ratio"] = p8["time_ratio"]
+        measured["p8_memory_ratio"] = p8["memory_ratio"]
+        checks.append(
+            (
+                f"{ENSEMBLE_PROMPTS} prompts vs naive forward, max|d| / max|naive|",
+                p8["diff_vs_naive_forward"]["rel"],
+                1e-4,
+            )
+        )
     targets = [
         {"target": name, "value": value, "limit": limit, "at_most": True, "pass": value <= limit}
         for name, value, limit in checks
     ]
     for name, key, limit, at_most in TARGETS:
+        if key not in measured:
+            continue
         value = measured[key]
         passed = value <= limit if at_most else value >= limit
         targets.append(
@@ -229,7 +240,8 @@ def format_report(summary: dict, gemm: dict, header: str) -> str:
             f"{c['gemm_gflops']:>7.1f}{c['gemm_fraction_pct']:>7.1f}"
         )
     cases = list(summary["cases"].values())
-    fp32, bf16, p8 = cases
+    bf16 = summary["cases"].get("1 prompt bf16")
+    p8 = summary["cases"].get(f"{ENSEMBLE_PROMPTS} prompts fp32")
     lines += [
         "",
         "max|d| HF: largest |ours - HF| on the query half; fwd x: peak RSS above the loaded "
@@ -243,13 +255,22 @@ def format_report(summary: dict, gemm: dict, header: str) -> str:
             for v in [c["load_avg"]["ours"] + c["load_avg"]["hf"]]
         )
         + f" (one range per case) on {cpu_count()} cores",
-        f"1 prompt bf16 vs ours fp32: max|d| {bf16['diff_vs_ours_fp32']['abs']:.3f}, "
-        f"mask pixels equal {bf16['mask_agreement_pct']:.2f}% "
-        f"(fp32 foreground {bf16['fp32_foreground_pct']:.1f}%)",
-        f"{ENSEMBLE_PROMPTS} prompts vs our naive forward: max|d| "
-        f"{p8['diff_vs_naive_forward']['abs']:.2e} (rel {p8['diff_vs_naive_forward']['rel']:.1e}, "
-        f"naive took {p8['naive_forward_s']:.2f} s); vs HF rel {p8['diff_vs_hf']['rel']:.1e} "
-        "(HF also averages the two streams' query half at the merge block)",
+    ]
+    if bf16 is not None:
+        lines.append(
+            f"1 prompt bf16 vs ours fp32: max|d| {bf16['diff_vs_ours_fp32']['abs']:.3f}, "
+            f"mask pixels equal {bf16['mask_agreement_pct']:.2f}% "
+            f"(fp32 foreground {bf16['fp32_foreground_pct']:.1f}%)"
+        )
+    if p8 is not None:
+        lines.append(
+            f"{ENSEMBLE_PROMPTS} prompts vs our naive forward: max|d| "
+            f"{p8['diff_vs_naive_forward']['abs']:.2e} "
+            f"(rel {p8['diff_vs_naive_forward']['rel']:.1e}, naive took "
+            f"{p8['naive_forward_s']:.2f} s); vs HF rel {p8['diff_vs_hf']['rel']:.1e} "
+            "(HF also averages the two streams' query half at the merge block)"
+        )
+    lines += [
         "FLOPs counted by FlopCounterMode on meta; analytic: "
         + ", ".join(f"{c['analytic_gflop']:.1f}" for c in cases),
         "",
@@ -285,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="where both models run: cpu (default), cuda or cuda:N; on CUDA the memory columns "
         "are the peak of torch.cuda.max_memory_allocated instead of the process's RSS",
     )
+    parser.add_argument(
+        "--malloc",
+        choices=MALLOC_MODES,
+        default="default",
+        help="glibc malloc in every case's process, both sides alike: as it comes (default), or "
+        "retain: large blocks from the heap and freed memory kept (no page faults per run)",
+    )
+    parser.add_argument(
+        "--jobs",
+        choices=("all", "fp32"),
+        default="all",
+        help="all cases (default), or only the one-prompt fp32 pair (a quick check; no targets)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", type=Path, help=argparse.SUPPRESS)
@@ -296,7 +330,9 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     if args.worker:
         job = next(job for job in JOBS if job.name == args.worker)
-        worker(job, args.model_dir, args.work_dir, args.repeats, args.case_budget, device)
+        worker(
+            job, args.model_dir, args.work_dir, args.repeats, args.case_budget, device, args.malloc
+        )
         return {}
     import transformers
 
@@ -319,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.save(inputs, work / "inputs.pt")
         gemm = {dtype: gemm_gflops(DTYPES[dtype], device=device) for dtype in ("fp32", "bf16")}
         results = {}
-        for job in JOBS:
+        jobs = JOBS if args.jobs == "all" else [j for j in JOBS if j.prompts == 1 and not j.bf16]
+        for job in jobs:
             print(f"[bench] {job.name} ...", file=sys.stderr, flush=True)
             start = time.perf_counter()
             cmd = [
@@ -337,6 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
                 str(budget),
                 "--device",
                 args.device,
+                "--malloc",
+                args.malloc,
             ]
             subprocess.run(cmd, check=True)
             results[job.name] = torch.load(work / f"{job.name}.pt", weights_only=True)
@@ -348,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
     from seggpt.coloring import prepare_prompt_masks
 
     _, coloring = prepare_prompt_masks([np.ones((2, 2), np.uint8)])  # binary: white on black
-    analytic = {job.name: analytic_flops(config, job.prompts) for job in JOBS if job.side == "ours"}
+    analytic = {job.name: analytic_flops(config, job.prompts) for job in jobs if job.side == "ours"}
     summary = summarise(results, analytic, coloring)
     vit = config.vit
     machine = machine_info(device)
@@ -359,13 +398,15 @@ def main(argv: list[str] | None = None) -> dict:
         f"merge {config.merge_block}; transformers {transformers.__version__}\n"
         f"{machine_header(machine)} (at the end)\n"
         f"time: median of up to {args.repeats} runs after 1 warm-up, at most {budget:g} s of "
-        "timed runs per case (runs column: ours/HF)"
+        f"timed runs per case (runs column: ours/HF); malloc: {args.malloc}"
     )
     report = {
         "config": args.config,
         "hf_config": hf_kwargs,
         "repeats": args.repeats,
         "case_budget_s": budget,
+        "malloc": args.malloc,
+        "jobs": args.jobs,
         "machine": {
             **machine,
             "memory": "CUDA max_memory_allocated" if device.type == "cuda" else "peak RSS",

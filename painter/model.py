@@ -67,7 +67,9 @@ class PaintDecoder(nn.Module):
         b, h, w, _ = features.shape
         p = self.patch_size
         x = self.decoder_embed(features).reshape(b, h, w, p, p, self.dim)  # (B, h, w, p, q, D)
-        x = torch.einsum("bhwpqd->bdhpwq", x).reshape(b, self.dim, h * p, w * p)  # (B, D, H, W)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * p, w * p, self.dim)  # (B, H, W, D)
+        # (B, D, H, W) in channels-last memory: the convolutions run faster on it than on NCHW
+        x = x.permute(0, 3, 1, 2)
         if self.guide is not None:
             if image is None or image.shape[-2:] != x.shape[-2:]:
                 got = None if image is None else tuple(image.shape)
@@ -81,7 +83,7 @@ class PaintDecoder(nn.Module):
             direct = self.linear_paint(features).reshape(b, h, w, p, p, 3)  # (B, h, w, p, q, 3)
             direct = torch.einsum("bhwpqc->bchpwq", direct).reshape(b, 3, h * p, w * p)
             out = out + direct  # (B, 3, H, W)
-        return out
+        return out.contiguous()
 
 
 class PainterModel(nn.Module):
@@ -250,7 +252,10 @@ class PainterModel(nn.Module):
         query_tok = torch.stack([qx, qy])  # (S=2, Q, hq, w, C)
         taps = []
         for i in range(cfg.vit.depth):
-            prompt_tok, query_tok = self._shared_query_block(i, prompt_tok, query_tok, n_p, grid)
+            last = i >= cfg.tap_blocks[-1]
+            prompt_tok, query_tok = self._shared_query_block(
+                i, prompt_tok, query_tok, n_p, grid, prompt_rows=(hp - 1 if last else 0, hp)
+            )
             if i == cfg.merge_block:
                 prompt_tok = prompt_tok.mean(dim=0, keepdim=True)  # (1, QP, hp, w, C)
                 query_tok = query_tok.mean(dim=0, keepdim=True)  # (1, Q, hq, w, C)
@@ -259,7 +264,7 @@ class PainterModel(nn.Module):
                 # row across the boundary, and the reference path reads prompt 0's canvas.
                 edge = prompt_tok[0].unflatten(0, (n_q, n_p))[:, 0, -1:]  # (Q, 1, w, C)
                 taps.append(self.norm(torch.cat([edge, query_tok[0]], dim=1)))  # (Q, 1+hq, w, C)
-            if i >= cfg.tap_blocks[-1]:
+            if last:
                 break
         p = cfg.vit.patch_size
         # The image under those rows: prompt 0's last patch row above each query image.
@@ -274,15 +279,20 @@ class PainterModel(nn.Module):
         query_tok: torch.Tensor,
         n_p: int,
         grid: tuple[int, int],
+        *,
+        prompt_rows: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One block with the query rows held once per query.
 
         Args:
             prompt_tok: (S, Q * P, hp, w, C) prompt rows of every canvas.
             query_tok: (S, Q, hq, w, C) query rows, shared by the P canvases of a query.
+            prompt_rows: (start, stop) of the prompt rows whose outputs are wanted; every prompt
+                row still serves as a key. The last block needs only the row next to the query.
         Returns:
-            both, updated. The query rows' attention output is averaged over the P canvases,
-            exactly as the feature ensemble does on whole canvases.
+            both, updated (the prompt rows cut to ``prompt_rows``). The query rows' attention
+            output is averaged over the P canvases, exactly as the feature ensemble does on whole
+            canvases.
         """
         block = self.backbone.blocks[index]
         attn = block.attn
@@ -296,10 +306,13 @@ class PainterModel(nn.Module):
 
         keys = torch.cat([k_p, per_canvas(k_q)], dim=2)  # (S*Q*P, heads, N, d)
         values = torch.cat([v_p, per_canvas(v_q)], dim=2)
-        out_p = attn.attend(q_p, keys, values, key_grid=grid, query_rows=(0, hp))  # (SQP, Np, C)
+        row0, row1 = prompt_rows
+        q_p = q_p[:, :, row0 * w : row1 * w]  # (S*Q*P, heads, wanted rows * w, d)
+        prompt_tok = prompt_tok[:, :, row0:row1]  # (S, Q*P, wanted rows, w, C)
+        out_p = attn.attend(q_p, keys, values, key_grid=grid, query_rows=prompt_rows)
         out_q = attn.attend(per_canvas(q_q), keys, values, key_grid=grid, query_rows=(hp, grid[0]))
         out_q = out_q.reshape(s * n_q, n_p, hq * w, c).mean(dim=1)  # ensemble: (S*Q, Nq, C)
-        prompt_tok = prompt_tok + attn.proj(out_p).reshape(s, qp, hp, w, c)
+        prompt_tok = prompt_tok + attn.proj(out_p).reshape(s, qp, row1 - row0, w, c)
         query_tok = query_tok + attn.proj(out_q).reshape(s, n_q, hq, w, c)
         prompt_tok = prompt_tok + block.mlp(block.norm2(prompt_tok))
         query_tok = query_tok + block.mlp(block.norm2(query_tok))

@@ -73,24 +73,68 @@ class Attention(nn.Module):
             (B, Nq, heads * d) attention output before the output projection.
         """
         batch, heads, n_q, head_dim = q.shape
-        grid_h, grid_w = key_grid
-        row0, row1 = query_rows if query_rows is not None else (0, grid_h)
+        grid_h = key_grid[0]
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, Nq, d)
             return out.transpose(1, 2).reshape(batch, n_q, heads * head_dim)
+        bias_h, bias_w = self.rel_pos_terms(q, key_grid, query_rows or (0, grid_h))
+        if q.device.type == "cpu" and not (torch.is_grad_enabled() and q.requires_grad):
+            out = chunked_rel_pos_attention(q, k, v, bias_h, bias_w)  # (B, heads, Nq, d)
+        else:
+            bias = bias_h[..., :, None] + bias_w[..., None, :]  # (B, heads, hq, w, h, w)
+            bias = bias.reshape(batch, heads, n_q, k.shape[2])
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, Nq, d)
+        return out.transpose(1, 2).reshape(batch, n_q, heads * head_dim)
+
+    def rel_pos_terms(
+        self, q: torch.Tensor, key_grid: tuple[int, int], query_rows: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two terms of the decomposed relative-position bias of queries ``q`` (B, heads,
+        hq * w, d) on rows ``query_rows`` of ``key_grid`` = (h, w): the row term
+        (B, heads, hq, w, h) and the column term (B, heads, hq, w, w)."""
+        batch, heads, _, head_dim = q.shape
+        grid_h, grid_w = key_grid
+        row0, row1 = query_rows
         rel_h = get_rel_pos(grid_h, grid_h, self.rel_pos_h)[row0:row1]  # (hq, h, d)
         rel_w = get_rel_pos(grid_w, grid_w, self.rel_pos_w)  # (w, w, d)
         r_q = q.reshape(batch * heads, row1 - row0, grid_w, head_dim)  # (B*heads, hq, w, d)
         bias_h = torch.einsum("bhwc,hkc->bhwk", r_q, rel_h.to(q.dtype))  # (B*heads, hq, w, h)
         bias_w = torch.einsum("bhwc,wkc->bhwk", r_q, rel_w.to(q.dtype))  # (B*heads, hq, w, w)
-        bias_h = bias_h.reshape(batch, heads, row1 - row0, grid_w, grid_h)
-        bias_w = bias_w.reshape(batch, heads, row1 - row0, grid_w, grid_w)
-        if q.device.type == "cpu" and not (torch.is_grad_enabled() and q.requires_grad):
-            out = chunked_rel_pos_attention(q, k, v, bias_h, bias_w)  # (B, heads, Nq, d)
-        else:
-            bias = bias_h[..., :, None] + bias_w[..., None, :]  # (B, heads, hq, w, h, w)
-            bias = bias.reshape(batch, heads, n_q, grid_h * grid_w)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, Nq, d)
+        return (
+            bias_h.reshape(batch, heads, row1 - row0, grid_w, grid_h),
+            bias_w.reshape(batch, heads, row1 - row0, grid_w, grid_w),
+        )
+
+    def attend_shared_rows(
+        self,
+        q: torch.Tensor,
+        k_shared: torch.Tensor,
+        v_shared: torch.Tensor,
+        k_own: torch.Tensor,
+        v_own: torch.Tensor,
+        *,
+        key_grid: tuple[int, int],
+    ) -> torch.Tensor:
+        """Attention of the bottom rows that P canvases share, averaged over the canvases.
+
+        Canvas p's keys are its own top rows followed by the shared bottom rows, which are also
+        where the queries sit. The queries' scores against the shared rows are the same in every
+        canvas, so they are computed once (:func:`shared_rows_attention`). Equals running
+        :meth:`attend` on each canvas and averaging, up to rounding. Inference only.
+
+        Args:
+            q: (B, heads, Nq, d) queries on the bottom ``hq`` rows of ``key_grid`` = (h, w).
+            k_shared, v_shared: (B, heads, Nq, d) keys and values of those rows.
+            k_own, v_own: (B * P, heads, (h - hq) * w, d) each canvas's top rows, canvas-major
+                within each of the B.
+        Returns:
+            (B, Nq, heads * d): the mean over the P canvases, before the output projection.
+        """
+        batch, heads, n_q, head_dim = q.shape
+        grid_h, grid_w = key_grid
+        split = grid_h - n_q // grid_w
+        terms = self.rel_pos_terms(q, key_grid, (split, grid_h)) if self.use_rel_pos else None
+        out = shared_rows_attention(q, k_shared, v_shared, k_own, v_own, terms, grid_w=grid_w)
         return out.transpose(1, 2).reshape(batch, n_q, heads * head_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +187,81 @@ def chunked_rel_pos_attention(
         grid_scores.add_(bias_h[:, :, r0:r1, :, :, None]).add_(bias_w[:, :, r0:r1, :, None, :])
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, heads, n, N)
         out[:, :, span] = torch.matmul(weights.to(values.dtype), values)  # (B, heads, n, d)
+    return out
+
+
+def shared_rows_attention(
+    q: torch.Tensor,
+    k_shared: torch.Tensor,
+    v_shared: torch.Tensor,
+    k_own: torch.Tensor,
+    v_own: torch.Tensor,
+    bias_terms: tuple[torch.Tensor, torch.Tensor] | None,
+    *,
+    grid_w: int,
+) -> torch.Tensor:
+    """The mean over P canvases of softmax attention whose keys split into each canvas's own top
+    rows and bottom rows every canvas shares, with the queries on the shared rows.
+
+    Per chunk of query rows: the scores against the shared keys once, against each canvas's own
+    keys per canvas; each part gets its own running maximum, exponentials, sums and value
+    products, and the two are joined exactly as one softmax over all keys would be (the
+    flash-attention rescaling), in float32.
+
+    Args:
+        q: (B, heads, hq * w, d); k_shared, v_shared: (B, heads, hq * w, d).
+        k_own, v_own: (B * P, heads, hp * w, d).
+        bias_terms: None, or the decomposed relative-position bias of ``q`` over the whole
+            (hp + hq, w) grid: the row term (B, heads, hq, w, hp + hq) and the column term
+            (B, heads, hq, w, w).
+    Returns:
+        (B, heads, hq * w, d).
+    """
+    batch, heads, n_q, head_dim = q.shape
+    copies = k_own.shape[0] // batch
+    n_own = k_own.shape[2]
+    hq, hp = n_q // grid_w, n_own // grid_w
+    scale = head_dim**-0.5
+
+    def per_batch(t: torch.Tensor) -> torch.Tensor:  # (B*P, heads, Np, d) -> (B, heads, P, Np, d)
+        return t.reshape(batch, copies, heads, n_own, head_dim).transpose(1, 2)
+
+    keys_own_t = per_batch(k_own).transpose(-1, -2).contiguous()  # (B, heads, P, d, Np)
+    values_own = per_batch(v_own).contiguous()  # (B, heads, P, Np, d)
+    keys_shared_t = k_shared.transpose(-1, -2).contiguous()  # (B, heads, d, Nq)
+    values_shared = v_shared.contiguous()
+    out = torch.empty(batch, heads, n_q, head_dim, dtype=q.dtype, device=q.device)
+    step = max(1, SCORE_CHUNK_ELEMENTS // (batch * heads * (copies * n_own + n_q) * grid_w))
+
+    def softmax_parts(scores: torch.Tensor, values: torch.Tensor):
+        """Row maximum, sum of exponentials and exponential-weighted values, in float32."""
+        scores = scores.float()
+        top = scores.amax(dim=-1, keepdim=True)
+        weights = (scores - top).exp_()
+        total = weights.sum(dim=-1, keepdim=True)
+        return top, total, torch.matmul(weights.to(values.dtype), values).float()
+
+    for r0 in range(0, hq, step):
+        r1 = min(hq, r0 + step)
+        span = slice(r0 * grid_w, r1 * grid_w)
+        chunk = q[:, :, span] * scale  # (B, heads, n, d)
+        shared = torch.matmul(chunk, keys_shared_t)  # (B, heads, n, Nq)
+        own = torch.matmul(chunk[:, :, None], keys_own_t)  # (B, heads, P, n, Np)
+        if bias_terms is not None:
+            bias_h = bias_terms[0][:, :, r0:r1]  # (B, heads, n rows, w, hp + hq)
+            bias_w = bias_terms[1][:, :, r0:r1, :, None, :]  # (B, heads, n rows, w, 1, w)
+            grid = shared.view(batch, heads, r1 - r0, grid_w, hq, grid_w)
+            grid.add_(bias_h[..., hp:, None]).add_(bias_w)
+            grid = own.view(batch, heads, copies, r1 - r0, grid_w, hp, grid_w)
+            grid.add_(bias_h[:, :, None, ..., :hp, None]).add_(bias_w[:, :, None])
+        top_s, total_s, out_s = softmax_parts(shared, values_shared)  # (B, heads, n, 1 | d)
+        top_o, total_o, out_o = softmax_parts(own, values_own)  # (B, heads, P, n, 1 | d)
+        top = torch.maximum(top_o, top_s[:, :, None])  # (B, heads, P, n, 1)
+        rescale_s, rescale_o = (top_s[:, :, None] - top).exp(), (top_o - top).exp()
+        joined = (out_o * rescale_o + out_s[:, :, None] * rescale_s) / (
+            total_o * rescale_o + total_s[:, :, None] * rescale_s
+        )  # (B, heads, P, n, d)
+        out[:, :, span] = joined.mean(dim=2).to(q.dtype)
     return out
 
 

@@ -92,3 +92,40 @@ def test_paint_queries_with_chunked_attention_equals_the_naive_forward(
     naive = tiny_seggpt(images, stitch(targets, targets), mask, prompts_per_query=n_p)
     assert naive.requires_grad
     assert _rel(fast, naive.detach()[:1, :, half[0] :]) < 1e-4
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 1 << 22], ids=["row", "all"])
+@pytest.mark.parametrize("rel_pos", [True, False], ids=["rel-pos", "plain"])
+def test_shared_rows_attention_equals_each_canvas_averaged(
+    monkeypatch, generator, chunk_elements, rel_pos
+):
+    """The query rows' scores against the shared rows computed once, joined with each canvas's
+    own by the running-max softmax, against the dense kernel on every whole canvas."""
+    from painter.backbone import shared_rows_attention
+
+    monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", chunk_elements)
+    batch, copies, heads, hp, hq, grid_w, dim = 2, 3, 2, 3, 2, 4, 8
+
+    def rand(*shape, spread=1.0):
+        return spread * torch.randn(*shape, generator=generator)
+
+    q = rand(batch, heads, hq * grid_w, dim, spread=3.0)  # large scores: the max matters
+    k_shared, v_shared = rand(batch, heads, hq * grid_w, dim), rand(batch, heads, hq * grid_w, dim)
+    k_own = rand(batch * copies, heads, hp * grid_w, dim)
+    v_own = rand(batch * copies, heads, hp * grid_w, dim)
+    bias_h = rand(batch, heads, hq, grid_w, hp + hq, spread=3.0)
+    bias_w = rand(batch, heads, hq, grid_w, grid_w, spread=3.0)
+    terms = (bias_h, bias_w) if rel_pos else None
+    out = shared_rows_attention(q, k_shared, v_shared, k_own, v_own, terms, grid_w=grid_w)
+
+    def each(t):  # (B, ...) -> (B * P, ...), canvas-major within each of the B
+        return t.repeat_interleave(copies, dim=0)
+
+    keys = torch.cat([k_own, each(k_shared)], dim=2)  # (B*P, heads, N, d)
+    values = torch.cat([v_own, each(v_shared)], dim=2)
+    if rel_pos:
+        ref = _dense_reference(each(q), keys, values, each(bias_h), each(bias_w))
+    else:
+        ref = F.scaled_dot_product_attention(each(q), keys, values)
+    ref = ref.reshape(batch, copies, heads, hq * grid_w, dim).mean(dim=1)
+    assert _rel(out, ref) < 1e-5

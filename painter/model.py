@@ -314,9 +314,7 @@ class PainterModel(nn.Module):
         out_q = attn.attend_shared_rows(q_q, k_q, v_q, k_p, v_p, key_grid=grid)
         prompt_tok = prompt_tok + attn.proj(out_p).reshape(s, qp, row1 - row0, w, c)
         query_tok = query_tok + attn.proj(out_q).reshape(s, n_q, hq, w, c)
-        prompt_tok = prompt_tok + block.mlp(block.norm2(prompt_tok))
-        query_tok = query_tok + block.mlp(block.norm2(query_tok))
-        return prompt_tok, query_tok
+        return block.mlp_residual(prompt_tok), block.mlp_residual(query_tok)
 
     def loss(
         self,

@@ -29,6 +29,7 @@ def test_chunked_attention_equals_the_dense_bias_kernel(
     monkeypatch, generator, chunk_elements, rows
 ):
     monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)  # rows split too, on this small grid
     batch, heads, grid_h, grid_w, dim = 2, 3, 5, 4, 8
     hq = rows[1] - rows[0]
 
@@ -63,6 +64,7 @@ def tiny_seggpt():
 def test_inference_attention_equals_the_training_kernel(tiny_seggpt, monkeypatch, generator):
     """The CPU inference path (chunked) against the grad-enabled path (dense bias + SDPA)."""
     monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", 64)  # several chunks per block
+    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)
     images = torch.randn(2, 3, *tiny_seggpt.config.canvas_size, generator=generator)
     with torch.no_grad():
         fast, fast_taps = tiny_seggpt.backbone(images, taps=tiny_seggpt.config.tap_blocks)
@@ -79,6 +81,8 @@ def test_paint_queries_with_chunked_attention_equals_the_naive_forward(
     from painter.ops import query_half_mask, stitch
 
     monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)
+    monkeypatch.setattr(backbone, "MLP_CHUNK_TOKENS", 5)  # the MLP in pieces too
     cfg = tiny_seggpt.config
     half = (cfg.canvas_size[0] // 2, cfg.canvas_size[1])
     n_p = 3
@@ -94,7 +98,7 @@ def test_paint_queries_with_chunked_attention_equals_the_naive_forward(
     assert _rel(fast, naive.detach()[:1, :, half[0] :]) < 1e-4
 
 
-@pytest.mark.parametrize("chunk_elements", [1, 1 << 22], ids=["row", "all"])
+@pytest.mark.parametrize("chunk_elements", [1, 40, 1 << 22], ids=["row", "some", "all"])
 @pytest.mark.parametrize("rel_pos", [True, False], ids=["rel-pos", "plain"])
 def test_shared_rows_attention_equals_each_canvas_averaged(
     monkeypatch, generator, chunk_elements, rel_pos
@@ -104,6 +108,7 @@ def test_shared_rows_attention_equals_each_canvas_averaged(
     from painter.backbone import shared_rows_attention
 
     monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)
     batch, copies, heads, hp, hq, grid_w, dim = 2, 3, 2, 3, 2, 4, 8
 
     def rand(*shape, spread=1.0):

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from painter import backbone
-from painter.backbone import chunked_rel_pos_attention
+from painter import attention, backbone
+from painter.attention import chunked_rel_pos_attention
 from seggpt.loading import build_model
 
 
@@ -28,8 +28,8 @@ def _dense_reference(q, k, v, bias_h, bias_w):
 def test_chunked_attention_equals_the_dense_bias_kernel(
     monkeypatch, generator, chunk_elements, rows
 ):
-    monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", chunk_elements)
-    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)  # rows split too, on this small grid
+    monkeypatch.setattr(attention, "SCORE_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(attention, "MIN_CHUNK_QUERIES", 1)  # rows split too, on this small grid
     batch, heads, grid_h, grid_w, dim = 2, 3, 5, 4, 8
     hq = rows[1] - rows[0]
 
@@ -63,8 +63,8 @@ def tiny_seggpt():
 
 def test_inference_attention_equals_the_training_kernel(tiny_seggpt, monkeypatch, generator):
     """The CPU inference path (chunked) against the grad-enabled path (dense bias + SDPA)."""
-    monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", 64)  # several chunks per block
-    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)
+    monkeypatch.setattr(attention, "SCORE_CHUNK_ELEMENTS", 64)  # several chunks per block
+    monkeypatch.setattr(attention, "MIN_CHUNK_QUERIES", 1)
     images = torch.randn(2, 3, *tiny_seggpt.config.canvas_size, generator=generator)
     with torch.no_grad():
         fast, fast_taps = tiny_seggpt.backbone(images, taps=tiny_seggpt.config.tap_blocks)
@@ -80,8 +80,8 @@ def test_paint_queries_with_chunked_attention_equals_the_naive_forward(
 ):
     from painter.ops import query_half_mask, stitch
 
-    monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", 64)
-    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)
+    monkeypatch.setattr(attention, "SCORE_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(attention, "MIN_CHUNK_QUERIES", 1)
     monkeypatch.setattr(backbone, "MLP_CHUNK_TOKENS", 5)  # the MLP in pieces too
     cfg = tiny_seggpt.config
     half = (cfg.canvas_size[0] // 2, cfg.canvas_size[1])
@@ -105,10 +105,10 @@ def test_shared_rows_attention_equals_each_canvas_averaged(
 ):
     """The query rows' scores against the shared rows computed once, joined with each canvas's
     own by the running-max softmax, against the dense kernel on every whole canvas."""
-    from painter.backbone import shared_rows_attention
+    from painter.attention import shared_rows_attention
 
-    monkeypatch.setattr(backbone, "SCORE_CHUNK_ELEMENTS", chunk_elements)
-    monkeypatch.setattr(backbone, "MIN_CHUNK_QUERIES", 1)
+    monkeypatch.setattr(attention, "SCORE_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(attention, "MIN_CHUNK_QUERIES", 1)
     batch, copies, heads, hp, hq, grid_w, dim = 2, 3, 2, 3, 2, 4, 8
 
     def rand(*shape, spread=1.0):

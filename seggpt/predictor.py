@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -172,16 +173,32 @@ class SegGPTPredictor:
             prompts = self.prepare_prompts(prompt_images, prompt_masks, ensemble=ensemble)
         results: list[Prediction] = []
         batches = list(_chunks(list(query_images), max(1, batch_size)))
-        for batch in tqdm(batches, desc="segmenting", unit="batch", disable=not progress):
-            results.extend(self._predict_batch(prompts, batch, return_canvas))
+        # The next batch is read, decoded and resized in a thread while the model runs on this
+        # one (image decoding releases the GIL); a bad file raises when its batch comes up.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seggpt-load") as loader:
+            pending = loader.submit(self._load_batch, batches[0]) if batches else None
+            steps = tqdm(range(len(batches)), desc="segmenting", unit="batch", disable=not progress)
+            for i in steps:
+                loaded = pending.result()
+                if i + 1 < len(batches):
+                    pending = loader.submit(self._load_batch, batches[i + 1])
+                results.extend(self._predict_batch(prompts, *loaded, return_canvas))
         return results
 
-    def _predict_batch(
-        self, prompts: PreparedPrompts, sources: list[ImageSource], return_canvas: bool
-    ) -> list[Prediction]:
+    def _load_batch(self, sources: list[ImageSource]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The batch's images as loaded, and resized to the canvas half."""
         images = [load_image(src) for src in sources]
         half = self.config.half_size
-        queries = self._to_tensor([resize_image(im, half) for im in images])  # (Q, 3, H/2, W)
+        return images, [resize_image(im, half) for im in images]
+
+    def _predict_batch(
+        self,
+        prompts: PreparedPrompts,
+        images: list[np.ndarray],
+        resized: list[np.ndarray],
+        return_canvas: bool,
+    ) -> list[Prediction]:
+        queries = self._to_tensor(resized)  # (Q, 3, H/2, W)
         n_q = queries.shape[0]
         prompt_images = prompts.images[None].expand(n_q, -1, -1, -1, -1)  # (Q, P, 3, H/2, W)
         prompt_targets = prompts.targets[None].expand(n_q, -1, -1, -1, -1)

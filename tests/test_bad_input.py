@@ -53,6 +53,24 @@ def test_file_that_is_not_an_image(tmp_path, predictor, pair):
         predictor.predict([pair[0]], [pair[1]], [tmp_path / "query.png"])
 
 
+def test_bad_file_in_a_later_batch_raises_when_its_batch_comes_up(tmp_path, predictor, pair):
+    # The next batch is loaded in a thread while the model runs; its error still surfaces typed.
+    (tmp_path / "bad.png").write_text("these are not pixels")
+    queries = [_noise((40, 56, 3), seed=i) for i in range(3)] + [tmp_path / "bad.png"]
+    with pytest.raises(InvalidImageError, match="not an image file"):
+        predictor.predict([pair[0]], [pair[1]], queries, batch_size=2)
+
+
+def test_prefetched_batches_keep_their_order(predictor, pair):
+    queries = [_noise((40 + 8 * i, 56, 3), seed=i) for i in range(5)]
+    together = predictor.predict([pair[0]], [pair[1]], queries, batch_size=2)
+    for query, result in zip(queries, together):
+        [alone] = predictor.predict([pair[0]], [pair[1]], [query])
+        assert result.mask.shape == query.shape[:2]
+        np.testing.assert_array_equal(result.mask, alone.mask)
+        assert np.abs(result.painted.astype(int) - alone.painted.astype(int)).max() <= 1
+
+
 def test_prompt_image_and_mask_of_different_sizes(predictor, pair):
     with pytest.raises(InputMismatchError, match="must match"):
         predictor.predict([pair[0]], [pair[1][:20]], [pair[0]])

@@ -107,13 +107,12 @@ def shared_rows_attention(
     hq, hp = n_q // grid_w, n_own // grid_w
     scale = head_dim**-0.5
 
-    def per_group(t: torch.Tensor) -> torch.Tensor:  # (B*P, heads, Np, d) -> (G, P, Np, d)
-        t = t.reshape(batch, copies, heads, n_own, head_dim).transpose(1, 2)
-        return t.reshape(groups, copies, n_own, head_dim)
-
+    # (B*P, heads, Np, d) -> (B, heads, P, ., .) -> (G, P, ., .): one copy each
+    keys_own_t = k_own.reshape(batch, copies, heads, n_own, head_dim).permute(0, 2, 1, 4, 3)
+    keys_own_t = keys_own_t.reshape(groups, copies, head_dim, n_own)  # (G, P, d, Np)
+    values_own = v_own.reshape(batch, copies, heads, n_own, head_dim).transpose(1, 2)
+    values_own = values_own.reshape(groups, copies, n_own, head_dim)  # (G, P, Np, d)
     queries = q.reshape(groups, n_q, head_dim)
-    keys_own_t = per_group(k_own).transpose(-1, -2).contiguous()  # (G, P, d, Np), copied once
-    values_own = per_group(v_own)  # (G, P, Np, d)
     keys_shared_t = k_shared.reshape(groups, n_q, head_dim).transpose(1, 2)  # (G, d, Nq)
     values_shared = v_shared.reshape(groups, n_q, head_dim)
     if bias_terms is not None:

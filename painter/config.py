@@ -128,6 +128,11 @@ class PainterConfig:
             [0, 1], the canvas is their sigmoid, and training uses a per-channel binary
             cross-entropy against the target's intensities; on the CPU recipes here this starts
             learning open-set matching where the regression does not, see README, Training).
+        decoder_match: key channels of the match head (:mod:`painter.matching`), 0 for none (the
+            released models): every hidden 4x4 cell also copies the colours of the visible target
+            cells whose keys (a small conv stem on each canvas half plus the tapped features)
+            it resembles, and the decoder refines that propagation (an extension of this
+            framework; no transformers export). Needs a patch size divisible by 4.
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -140,6 +145,7 @@ class PainterConfig:
     decoder_guide: int = 0
     decoder_linear: bool = False
     paint_activation: str = "identity"
+    decoder_match: int = 0
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -170,6 +176,11 @@ class PainterConfig:
             self.decoder_dim > 0 and self.loss_beta > 0, "decoder_dim and loss_beta must be > 0"
         )
         require(self.decoder_guide >= 0, f"decoder_guide {self.decoder_guide} must be >= 0")
+        require(
+            self.decoder_match >= 0 and (self.decoder_match == 0 or p % 4 == 0),
+            f"decoder_match {self.decoder_match} must be >= 0, and > 0 only with a patch size "
+            f"divisible by 4 (got {p})",
+        )
         require(
             self.paint_activation in PAINT_ACTIVATIONS,
             f"paint_activation {self.paint_activation!r} is not one of {PAINT_ACTIVATIONS}",

@@ -64,6 +64,8 @@ _KEY_TABLE: tuple[tuple[str, str, str], ...] = (
     ("decoder.decoder_pred.5.", "decoder_pred.5.", "decoder.decoder_pred.guided_head."),
     # ... and its linear painting path (decoder_linear).
     ("decoder.linear_paint.", "decoder_linear_paint.", "decoder.linear_paint."),
+    # ... and its match head (decoder_match > 0).
+    ("matcher.", "matcher.", "matcher."),
 )
 _COLUMN = {CheckpointFormat.NATIVE: 0, CheckpointFormat.OFFICIAL: 1, CheckpointFormat.HF: 2}
 
@@ -144,11 +146,17 @@ def config_to_hf(config: PainterConfig) -> dict[str, object]:
         raise CheckpointError(
             "the transformers format holds SegGPT only; this config has no type tokens"
         )
-    if config.decoder_guide or config.decoder_linear or config.paint_activation != "identity":
+    if (
+        config.decoder_guide
+        or config.decoder_linear
+        or config.decoder_match
+        or config.paint_activation != "identity"
+    ):
         raise CheckpointError(
-            "the transformers format has no image-guided or linear decoder path and paints the "
-            f"canvas directly; this config has decoder_guide={config.decoder_guide}, "
-            f"decoder_linear={config.decoder_linear}, paint_activation={config.paint_activation}"
+            "the transformers format has no image-guided or linear decoder path, no match head, "
+            f"and paints the canvas directly; this config has decoder_guide="
+            f"{config.decoder_guide}, decoder_linear={config.decoder_linear}, decoder_match="
+            f"{config.decoder_match}, paint_activation={config.paint_activation}"
         )
     if (
         vit.window_size

@@ -18,6 +18,7 @@ from painter.backbone import AttnHook, ViTBackbone
 from painter.config import PainterConfig
 from painter.errors import ConfigError, InputMismatchError
 from painter.losses import masked_intensity_bce, masked_smooth_l1
+from painter.matching import MatchHead
 from painter.ops import denormalize, normalize
 
 # (block index, streams already merged?) -> hook on that block's attention branch, or None.
@@ -30,6 +31,8 @@ class PaintDecoder(nn.Module):
     With ``guide`` > 0 the image canvas enters too: a 3x3 conv of the image is concatenated to the
     pixel-shuffled features, and a second 3x3 conv (+ GELU) follows the first, before the 1x1 head.
     With ``linear`` a linear map of the features to each patch's pixels is added to the output.
+    With ``match`` the match head's propagated colours (:mod:`painter.matching`) enter the first
+    conv as three more channels.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class PaintDecoder(nn.Module):
         *,
         guide: int = 0,
         linear: bool = False,
+        match: bool = False,
         in_chans: int = 3,
         eps: float = 1e-6,
     ) -> None:
@@ -53,7 +57,7 @@ class PaintDecoder(nn.Module):
             else None
         )
         layers: list[nn.Module] = [
-            nn.Conv2d(dim + guide, dim, kernel_size=3, padding=1),
+            nn.Conv2d(dim + guide + 3 * match, dim, kernel_size=3, padding=1),
             LayerNorm2d(dim, eps=eps),
             nn.GELU(),
         ]
@@ -61,9 +65,16 @@ class PaintDecoder(nn.Module):
             layers += [nn.Conv2d(dim, dim, kernel_size=3, padding=1), nn.GELU()]
         self.decoder_pred = nn.Sequential(*layers, nn.Conv2d(dim, 3, kernel_size=1))
         self.linear_paint = nn.Linear(in_dim, patch_size * patch_size * 3) if linear else None
+        self.match = match
 
-    def forward(self, features: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, h, w, T * C) [+ image (B, 3, h * p, w * p) when guided] -> (B, 3, h * p, w * p)."""
+    def forward(
+        self,
+        features: torch.Tensor,
+        image: torch.Tensor | None = None,
+        propagated: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, h, w, T * C) [+ image (B, 3, h * p, w * p) when guided] [+ propagated colours
+        (B, 3, h * p, w * p) with a match head] -> (B, 3, h * p, w * p)."""
         b, h, w, _ = features.shape
         p = self.patch_size
         x = self.decoder_embed(features).reshape(b, h, w, p, p, self.dim)  # (B, h, w, p, q, D)
@@ -78,6 +89,10 @@ class PaintDecoder(nn.Module):
                     f"{tuple(x.shape[-2:])}; got {got}"
                 )
             x = torch.cat([x, self.guide(image.to(x.dtype))], dim=1)  # (B, D + G, H, W)
+        if self.match:
+            if propagated is None or propagated.shape[-2:] != x.shape[-2:]:
+                raise InputMismatchError("this decoder reads a match head's propagated colours")
+            x = torch.cat([x, propagated.to(x.dtype)], dim=1)  # (B, D + G + 3, H, W)
         out = self.decoder_pred(x)  # (B, 3, H, W)
         if self.linear_paint is not None:
             direct = self.linear_paint(features).reshape(b, h, w, p, p, 3)  # (B, h, w, p, q, 3)
@@ -101,6 +116,17 @@ class PainterModel(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=config.vit.norm_eps)
         for token in (self.mask_token, self.stream_token_image, self.stream_token_target):
             trunc_normal_(token, std=0.02)
+        self.matcher = (
+            MatchHead(
+                dim * len(config.tap_blocks),
+                config.decoder_match,
+                config.vit.patch_size,
+                sigmoid=config.paint_activation == "sigmoid",
+                in_chans=config.vit.in_chans,
+            )
+            if config.decoder_match
+            else None
+        )
 
     # -- embedding -------------------------------------------------------------------------------
     def extra_embedding(self, seg_type: object, batch: int) -> torch.Tensor | None:
@@ -174,6 +200,7 @@ class PainterModel(nn.Module):
         *,
         seg_type: object = None,
         hooks: HookFactory | None = None,
+        match_group: int = 1,
         raw: bool = False,
     ) -> torch.Tensor:
         """Paint the hidden target patches.
@@ -181,15 +208,31 @@ class PainterModel(nn.Module):
         Args:
             images, targets: (B, 3, H, W) normalised canvases.
             patch_mask: (B, h * w) bool, True where the target patch is hidden.
+            match_group: canvases (consecutive) whose visible cells the match head reads
+                together: the P prompts of one query under the feature ensemble.
             raw: return the decoder's output as :meth:`loss` takes it (the logits of a
                 ``paint_activation="sigmoid"`` model; the canvas itself otherwise).
         Returns:
             (B, 3, H, W) painted target canvas in the normalised space (or the raw output).
         """
         x, y = self.embed(images, targets, patch_mask, seg_type=seg_type)
-        taps = self.encode(x, y, hooks=hooks)
-        out = self.decoder(torch.cat(taps, dim=-1), images)  # (B, h, w, T * C) -> (B, 3, H, W)
+        features = torch.cat(self.encode(x, y, hooks=hooks), dim=-1)  # (B, h, w, T * C)
+        propagated = None
+        if self.matcher is not None:
+            propagated = self.matcher.paint_canvases(
+                images, targets, patch_mask, features, match_group
+            )
+        out = self._decode(features, images, propagated)  # (B, 3, H, W)
         return out if raw else self.to_canvas(out)
+
+    def _decode(
+        self, features: torch.Tensor, images: torch.Tensor, propagated: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The decoder's raw output, plus the match head's direct term when there is one."""
+        out = self.decoder(features, images, propagated)
+        if propagated is not None:
+            out = out + self.matcher.direct(propagated).to(out.dtype)
+        return out
 
     def to_canvas(self, out: torch.Tensor) -> torch.Tensor:
         """The decoder's raw output (B, 3, H, W) as a painted canvas in the normalised space."""
@@ -250,11 +293,13 @@ class PainterModel(nn.Module):
             qx, qy = qx + extra, qy + extra
         prompt_tok = torch.stack([px, py])  # (S=2, QP, hp, w, C)
         query_tok = torch.stack([qx, qy])  # (S=2, Q, hq, w, C)
-        taps = []
+        taps, prompt_taps = [], []
+        match = self.matcher is not None  # the match head keys every prompt row
         for i in range(cfg.vit.depth):
             last = i >= cfg.tap_blocks[-1]
+            first_row = hp - 1 if last and not match else 0
             prompt_tok, query_tok = self._shared_query_block(
-                i, prompt_tok, query_tok, n_p, grid, prompt_rows=(hp - 1 if last else 0, hp)
+                i, prompt_tok, query_tok, n_p, grid, prompt_rows=(first_row, hp)
             )
             if i == cfg.merge_block:
                 prompt_tok = prompt_tok.mean(dim=0, keepdim=True)  # (1, QP, hp, w, C)
@@ -264,12 +309,20 @@ class PainterModel(nn.Module):
                 # row across the boundary, and the reference path reads prompt 0's canvas.
                 edge = prompt_tok[0].unflatten(0, (n_q, n_p))[:, 0, -1:]  # (Q, 1, w, C)
                 taps.append(self.norm(torch.cat([edge, query_tok[0]], dim=1)))  # (Q, 1+hq, w, C)
+                if match:
+                    prompt_taps.append(self.norm(prompt_tok[0]))  # (QP, hp, w, C)
             if last:
                 break
         p = cfg.vit.patch_size
         # The image under those rows: prompt 0's last patch row above each query image.
         image = torch.cat([prompt_images[:, 0, :, -p:], query_images], dim=2)
-        painted = self.decoder(torch.cat(taps, dim=-1), image)  # (Q, 3, (1 + hq) * p, W)
+        features = torch.cat(taps, dim=-1)  # (Q, 1 + hq, w, T * C)
+        propagated = None
+        if match:
+            propagated = self.matcher.paint_query_rows(
+                prompt_images, prompt_targets, query_images, torch.cat(prompt_taps, -1), features
+            )
+        painted = self._decode(features, image, propagated)  # (Q, 3, (1 + hq) * p, W)
         return self.to_canvas(painted[:, :, p:])  # drop the context row -> (Q, 3, H/2, W)
 
     def _shared_query_block(
@@ -380,6 +433,7 @@ def build_parts(config: PainterConfig) -> tuple[ViTBackbone, PaintDecoder]:
         config.decoder_dim,
         guide=config.decoder_guide,
         linear=config.decoder_linear,
+        match=bool(config.decoder_match),
         in_chans=vit.in_chans,
         eps=vit.norm_eps,
     )

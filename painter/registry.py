@@ -173,3 +173,11 @@ def seggpt_openset() -> PainterConfig:
         paint_activation="sigmoid",
         loss_beta=1.0,
     )
+
+
+@register
+def seggpt_match() -> PainterConfig:
+    """The open-set demo model (configs/openset_match.yaml): ``seggpt_openset`` plus the match
+    head (:mod:`painter.matching`, 32-channel keys on 4x4 cells), so a hidden pixel can copy the
+    colours of the prompt cells it resembles."""
+    return dataclasses.replace(seggpt_openset(), decoder_match=32)

@@ -78,7 +78,15 @@ class SegGPT(PainterModel):
                 f"prompts_per_query {prompts_per_query}"
             )
         hooks = feature_ensemble_hooks(prompts_per_query)
-        return super().forward(images, targets, patch_mask, seg_type=seg_type, hooks=hooks, raw=raw)
+        return super().forward(
+            images,
+            targets,
+            patch_mask,
+            seg_type=seg_type,
+            hooks=hooks,
+            match_group=prompts_per_query,
+            raw=raw,
+        )
 
 
 def build_seggpt(config: PainterConfig) -> SegGPT:

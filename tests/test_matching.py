@@ -1,0 +1,90 @@
+"""The match head (painter.matching): colour propagation by key similarity, its masking, and its
+place in the model (it reaches the painting; the transformers export refuses it)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from painter.checkpoint import CheckpointError
+from painter.errors import ConfigError
+from painter.formats import config_to_hf
+from painter.matching import MATCH_STRIDE, MatchHead, cell_colours
+from painter.ops import normalize, query_half_mask
+from painter.registry import get_config
+from seggpt.loading import build_model
+
+
+def _head(sigmoid: bool = True) -> MatchHead:
+    return MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=sigmoid)
+
+
+def test_propagate_copies_the_colour_of_the_most_similar_visible_cell():
+    head = _head()
+    with torch.no_grad():
+        head.log_scale.fill_(torch.log(torch.tensor(200.0)))  # a sharp softmax
+    memory = F.normalize(torch.eye(4)[None], dim=-1)  # (1, 4 cells, 4)
+    values = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 1.0]]])
+    queries = memory[:, [2, 0, 3]]  # (1, 3, 4): the third, first and fourth cell's keys
+    out = head.propagate(queries, memory, values)
+    assert torch.allclose(out, values[:, [2, 0, 3]], atol=1e-4)
+    # A hidden cell is never read: the query that matched cell 2 now averages the others.
+    valid = torch.tensor([[True, True, False, True]])
+    out = head.propagate(queries, memory, values, valid)
+    assert torch.allclose(out[0, 0], values[0, [0, 1, 3]].mean(0), atol=1e-4)
+    assert torch.allclose(out[0, 1:], values[0, [0, 3]], atol=1e-4)
+    # No visible cell at all: black, not NaN.
+    out = head.propagate(queries, memory, values, torch.zeros(1, 4, dtype=torch.bool))
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_propagate_in_chunks_equals_one_piece(monkeypatch):
+    head = _head()
+    g = torch.Generator().manual_seed(0)
+    queries = F.normalize(torch.randn(2, 37, 4, generator=g), dim=-1)
+    memory = F.normalize(torch.randn(2, 11, 4, generator=g), dim=-1)
+    values = torch.rand(2, 11, 3, generator=g)
+    valid = torch.rand(2, 11, generator=g) > 0.3
+    whole = head.propagate(queries, memory, values, valid)
+    monkeypatch.setattr("painter.matching.MATCH_CHUNK", 5)
+    assert torch.allclose(head.propagate(queries, memory, values, valid), whole, atol=1e-6)
+
+
+def test_cell_colours_are_mean_intensities_of_4x4_cells():
+    target = torch.zeros(1, 3, 8, 8)
+    target[:, :, :4, :4] = 1.0
+    target[:, 0, 4:, 4:6] = 1.0  # half of the bottom-right cell, red only
+    cells = cell_colours(normalize(target))
+    assert cells.shape == (1, 3, 8 // MATCH_STRIDE, 8 // MATCH_STRIDE)
+    assert torch.allclose(cells[0, :, 0, 0], torch.ones(3), atol=1e-5)
+    assert torch.allclose(cells[0, :, 1, 1], torch.tensor([0.5, 0.0, 0.0]), atol=1e-5)
+
+
+def test_the_match_head_reaches_the_painting_and_has_no_transformers_export():
+    config = dataclasses.replace(
+        get_config("seggpt_test"), decoder_match=8, paint_activation="sigmoid"
+    )
+    model = build_model(config).eval()
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(2, 3, *config.canvas_size, generator=g)
+    targets = torch.randn(2, 3, *config.canvas_size, generator=g)
+    mask = query_half_mask(2, config.grid)
+    with torch.no_grad():
+        before = model(images, targets, mask)
+        model.matcher.gain.zero_()
+        model.decoder.decoder_pred[0].weight[:, -3:].zero_()
+        silent = model(images, targets, mask)
+        assert (silent - before).abs().max() > 1e-3
+    with pytest.raises(CheckpointError, match="no match head"):
+        config_to_hf(config)
+
+
+def test_match_head_needs_a_patch_size_divisible_by_4():
+    config = get_config("seggpt_smoke")  # 4-pixel patches: allowed
+    assert dataclasses.replace(config, decoder_match=4).decoder_match == 4
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        vit = dataclasses.replace(config.vit, patch_size=6)
+        dataclasses.replace(config, vit=vit, canvas_size=(72, 36), decoder_match=4)

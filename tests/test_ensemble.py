@@ -120,12 +120,18 @@ def test_tile_grid_fills_every_cell():
 
 @pytest.mark.parametrize(
     "extension",
-    [{"decoder_guide": 4}, {"decoder_linear": True}, {"paint_activation": "sigmoid"}],
-    ids=["guided", "linear", "sigmoid"],
+    [
+        {"decoder_guide": 4},
+        {"decoder_linear": True},
+        {"paint_activation": "sigmoid"},
+        {"decoder_match": 8, "paint_activation": "sigmoid"},
+    ],
+    ids=["guided", "linear", "sigmoid", "match"],
 )
 def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
-    """With the image-guided decoder (decoder_guide > 0) or the linear painting path
-    (decoder_linear) both inference paths give the same painting, and native and official
+    """With the image-guided decoder (decoder_guide > 0), the linear painting path
+    (decoder_linear) or the match head (decoder_match; with 3 prompts it reads their joint
+    memory) both inference paths give the same painting, and native and official
     checkpoints round-trip the extra layers (the transformers export refuses them)."""
     import dataclasses
 
@@ -149,7 +155,7 @@ def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
         assert all(getattr(again.config, k) == v for k, v in extension.items())
         with torch.no_grad():
             assert _rel(again.paint_queries(pi, pt, qi), fast) < 1e-6
-    with pytest.raises(CheckpointError, match="image-guided or linear"):
+    with pytest.raises(CheckpointError, match="image-guided or linear decoder path, no match head"):
         config_to_hf(config)
     if "paint_activation" in extension:  # the canvas is the sigmoid of the raw output
         with torch.no_grad():

@@ -3,10 +3,11 @@
     python benchmarks/bench_refine.py [--seggpt demo] [--promptable demo] [--episodes 96] \
         [--min-score 0.8]
 
-Held-out one-shot episodes of the demo mixture's synthetic images: SegGPT's mask, then the same
-mask refined (every connected component prompted with its box and an interior point), once
-replacing every component and once only where the decoder's predicted IoU reaches
-``--min-score``. Prints pooled mIoU of all three and writes JSON; reported either way.
+Held-out one-shot episodes (``--set``: same-look episodes of the shape/texture/background
+families no demo model trained on, by default; or any set of ``seggpt.evaluation.heldout``):
+SegGPT's mask, then the same mask refined (every connected component prompted with its box and
+an interior point), once replacing every component and once only where the decoder's predicted
+IoU reaches ``--min-score``. Prints pooled mIoU of all three and writes JSON; reported either way.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import time
 
 from harness import finish, format_table
 
-from data_mixtures.eval_episodes import build_eval_episodes
-from data_mixtures.synthetic import SyntheticConfig, SyntheticSource
 from painter.promptable import PromptablePredictor, build_sam, refine_mask
 from painter.promptable.refine import DEFAULT_MIN_SCORE
+from seggpt.evaluation.heldout import EVAL_SETS, EvalSetsConfig, build_eval_sets
 from seggpt.evaluation.metrics import IoUAccumulator, episode_classes
 from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
-from seggpt.training.data import DEMO_SYNTHETIC
 
 
 def main(argv=None) -> dict:
@@ -31,7 +30,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seggpt", default="demo")
     parser.add_argument("--promptable", default="demo")
     parser.add_argument("--episodes", type=int, default=96)
-    parser.add_argument("--seed", type=int, default=20_000, help="episode seed (held out)")
+    parser.add_argument("--set", choices=EVAL_SETS, default="same-look", help="held-out set")
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
     parser.add_argument("--out", default="benchmarks/results/bench_refine.json")
     args = parser.parse_args(argv)
@@ -39,13 +38,8 @@ def main(argv=None) -> dict:
     promptable = PromptablePredictor(
         build_sam(checkpoint=args.promptable), device="cpu", dtype="float32"
     )
-    size = seggpt.config.half_size
-    source = SyntheticSource(
-        SyntheticConfig(image_size=size, num_records=100_000, **DEMO_SYNTHETIC),
-        seed=args.seed,
-        name="refine-held-out",
-    )
-    episodes = build_eval_episodes(source, num_episodes=args.episodes, seed=args.seed)
+    sets = EvalSetsConfig(num_episodes=args.episodes, shots=1, names=(args.set,))
+    episodes = build_eval_sets(sets)[args.set]
     plain, ungated, refined = IoUAccumulator(), IoUAccumulator(), IoUAccumulator()
     seconds = 0.0
     for ep in episodes:
@@ -62,6 +56,7 @@ def main(argv=None) -> dict:
         seconds += time.perf_counter() - t0
         refined.update(better, ep.query_mask, classes)
     out = {
+        "set": args.set,
         "episodes": len(episodes),
         "seggpt_miou": plain.miou,
         "min_score": args.min_score,

@@ -181,3 +181,10 @@ def seggpt_match() -> PainterConfig:
     head (:mod:`painter.matching`, 32-channel keys on 4x4 cells), so a hidden pixel can copy the
     colours of the prompt cells it resembles."""
     return dataclasses.replace(seggpt_openset(), decoder_match=32)
+
+
+@register
+def seggpt_smoke_match() -> PainterConfig:
+    """The open-set training smoke test's model (configs/smoke_openset.yaml): ``seggpt_smoke``
+    with the match head (8-channel keys) painting through a sigmoid."""
+    return dataclasses.replace(seggpt_smoke(), decoder_match=8, paint_activation="sigmoid")

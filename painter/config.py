@@ -133,6 +133,10 @@ class PainterConfig:
             cells whose keys (a small conv stem on each canvas half plus the tapped features)
             it resembles, and the decoder refines that propagation (an extension of this
             framework; no transformers export). Needs a patch size divisible by 4.
+        match_colour_bins: with the match head, also key every cell by its local colour
+            distribution (``bins``^3 soft RGB bins over an 8x8 window, no weights; the keys'
+            learned share starts at 0.2), so matching starts from "same colours nearby" and holds
+            for textures the model never trained on; 0 for learned keys only.
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -146,6 +150,7 @@ class PainterConfig:
     decoder_linear: bool = False
     paint_activation: str = "identity"
     decoder_match: int = 0
+    match_colour_bins: int = 0
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -180,6 +185,10 @@ class PainterConfig:
             self.decoder_match >= 0 and (self.decoder_match == 0 or p % 4 == 0),
             f"decoder_match {self.decoder_match} must be >= 0, and > 0 only with a patch size "
             f"divisible by 4 (got {p})",
+        )
+        require(
+            self.match_colour_bins >= 0 and (self.decoder_match or not self.match_colour_bins),
+            f"match_colour_bins {self.match_colour_bins} needs decoder_match > 0",
         )
         require(
             self.paint_activation in PAINT_ACTIVATIONS,

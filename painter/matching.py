@@ -40,7 +40,14 @@ class MatchHead(nn.Module):
     """
 
     def __init__(
-        self, feature_dim: int, key_dim: int, patch_size: int, *, sigmoid: bool, in_chans: int = 3
+        self,
+        feature_dim: int,
+        key_dim: int,
+        patch_size: int,
+        *,
+        sigmoid: bool,
+        colour_bins: int = 0,
+        in_chans: int = 3,
     ) -> None:
         super().__init__()
         c = key_dim
@@ -61,6 +68,11 @@ class MatchHead(nn.Module):
         self.key = nn.Conv2d(2 * c, c, 1)
         self.log_scale = nn.Parameter(torch.tensor(math.log(30.0)))
         self.gain = nn.Parameter(torch.full((3,), 4.0 if sigmoid else 1.0))
+        self.colour_bins = colour_bins
+        if colour_bins:
+            # Shares of the colour-context and the learned parts in every key (softmax): 0.8 / 0.2
+            # at the start, so a new model begins from colour-context matching.
+            self.mix = nn.Parameter(torch.tensor([math.log(4.0), 0.0]))
 
     def keys(self, halves: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Unit keys of every cell of each half.
@@ -80,7 +92,12 @@ class MatchHead(nn.Module):
         tok = self.from_tokens(features).permute(0, 3, 1, 2)  # (N, c, h, w)
         tok = tok.repeat_interleave(up, dim=2).repeat_interleave(up, dim=3)  # (N, c, Hh/4, W/4)
         key = self.key(torch.cat([stem, tok], dim=1)).float()
-        return F.normalize(key - key.mean(dim=(2, 3), keepdim=True), dim=1)
+        key = F.normalize(key - key.mean(dim=(2, 3), keepdim=True), dim=1)
+        if not self.colour_bins:
+            return key
+        share = self.mix.float().softmax(dim=0).sqrt()  # unit keys stay unit
+        context = colour_context(halves, self.colour_bins)  # (N, bins^3, Hh/4, W/4)
+        return torch.cat([share[0] * context, share[1] * key], dim=1)
 
     def canvas_keys(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Keys of whole canvases (B, 3, H, W) with features (B, h, w, F), each half on its own
@@ -206,6 +223,37 @@ class MatchHead(nn.Module):
         out = head.propagate(cells.flatten(2).transpose(1, 2), memory(prompt_keys), memory(values))
         out = out.transpose(1, 2).reshape(n_q, 3, rows, wk)
         return upsample_cells(out, (rows * MATCH_STRIDE, wk * MATCH_STRIDE))
+
+
+def colour_context(images: torch.Tensor, bins: int) -> torch.Tensor:
+    """The local colour distribution around every 4x4 cell, as a unit vector.
+
+    Each pixel's colour is softly assigned to a ``bins``^3 grid over RGB (a Gaussian per bin
+    centre along each channel, width half a bin); the shares are averaged over an 8x8 window
+    centred on each cell and square-rooted, so the dot product of two cells is the Bhattacharyya
+    coefficient of their local colour histograms. No weights: whatever a texture is made of, two
+    cells of it agree, and a cell of other colours does not.
+
+    Args:
+        images: (N, 3, H, W) normalised, H and W divisible by 4.
+    Returns:
+        (N, bins^3, H / 4, W / 4).
+    """
+    x = denormalize(images.float()).clamp(0, 1)  # (N, 3, H, W)
+    centres = (torch.arange(bins, device=x.device, dtype=x.dtype) + 0.5) / bins
+    width = 0.5 / bins
+    share = torch.exp(-((x[:, :, None] - centres.view(1, 1, -1, 1, 1)) ** 2) / (2 * width**2))
+    share = share / share.sum(dim=2, keepdim=True)  # (N, 3, bins, H, W)
+    joint = torch.einsum("nahw,nbhw,nchw->nabchw", share[:, 0], share[:, 1], share[:, 2])
+    window = 2 * MATCH_STRIDE
+    local = F.avg_pool2d(
+        joint.flatten(1, 3),
+        window,
+        stride=MATCH_STRIDE,
+        padding=window // 4,
+        count_include_pad=False,
+    )
+    return F.normalize(local.clamp(min=0).sqrt(), dim=1)
 
 
 def cell_colours(targets: torch.Tensor) -> torch.Tensor:

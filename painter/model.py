@@ -122,6 +122,7 @@ class PainterModel(nn.Module):
                 config.decoder_match,
                 config.vit.patch_size,
                 sigmoid=config.paint_activation == "sigmoid",
+                colour_bins=config.match_colour_bins,
                 in_chans=config.vit.in_chans,
             )
             if config.decoder_match

@@ -177,9 +177,9 @@ def seggpt_openset() -> PainterConfig:
 
 @register
 def seggpt_match() -> PainterConfig:
-    """The open-set demo model (configs/openset_match.yaml): ``seggpt_openset`` plus the match
-    head (:mod:`painter.matching`, 32-channel keys on 4x4 cells), so a hidden pixel can copy the
-    colours of the prompt cells it resembles."""
+    """Stage 1 of the demo model (configs/demo_seggpt_stage1.yaml): ``seggpt_openset`` plus the
+    match head (:mod:`painter.matching`, 32-channel keys on 4x4 cells), so a hidden pixel can
+    copy the colours of the prompt cells it resembles."""
     return dataclasses.replace(seggpt_openset(), decoder_match=32)
 
 
@@ -188,3 +188,10 @@ def seggpt_smoke_match() -> PainterConfig:
     """The open-set training smoke test's model (configs/smoke_openset.yaml): ``seggpt_smoke``
     with the match head (8-channel keys) painting through a sigmoid."""
     return dataclasses.replace(seggpt_smoke(), decoder_match=8, paint_activation="sigmoid")
+
+
+@register
+def seggpt_match_colour() -> PainterConfig:
+    """The bundled demo model (configs/demo_seggpt.yaml): ``seggpt_match`` whose match keys also
+    hold each cell's local colour distribution (4^3 bins, ``match_colour_bins``)."""
+    return dataclasses.replace(seggpt_match(), match_colour_bins=4)

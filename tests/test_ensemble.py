@@ -125,8 +125,9 @@ def test_tile_grid_fills_every_cell():
         {"decoder_linear": True},
         {"paint_activation": "sigmoid"},
         {"decoder_match": 8, "paint_activation": "sigmoid"},
+        {"decoder_match": 8, "match_colour_bins": 2, "paint_activation": "sigmoid"},
     ],
-    ids=["guided", "linear", "sigmoid", "match"],
+    ids=["guided", "linear", "sigmoid", "match", "match-colour"],
 )
 def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
     """With the image-guided decoder (decoder_guide > 0), the linear painting path

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from painter.checkpoint import CheckpointError
 from painter.errors import ConfigError
 from painter.formats import config_to_hf
-from painter.matching import MATCH_STRIDE, MatchHead, cell_colours
+from painter.matching import MATCH_STRIDE, MatchHead, cell_colours, colour_context
 from painter.ops import normalize, query_half_mask
 from painter.registry import get_config
 from seggpt.loading import build_model
@@ -88,3 +88,31 @@ def test_match_head_needs_a_patch_size_divisible_by_4():
     with pytest.raises(ConfigError, match="divisible by 4"):
         vit = dataclasses.replace(config.vit, patch_size=6)
         dataclasses.replace(config, vit=vit, canvas_size=(72, 36), decoder_match=4)
+
+
+def test_colour_context_matches_cells_of_one_texture_whatever_its_pattern():
+    """Two stripe textures in the same two colours (different period and phase) agree; the same
+    stripes in other colours, or a flat fill of one of the colours, do not."""
+
+    def stripes(a, b, period, phase=0):
+        rows = (torch.arange(32)[:, None] + phase) // period % 2  # (32, 1)
+        img = torch.where(rows.bool()[..., None], torch.tensor(a), torch.tensor(b))  # (32, 1, 3)
+        return img.expand(32, 32, 3).permute(2, 0, 1)  # (3, 32, 32)
+
+    red, blue, green, yellow = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9), (0.1, 0.8, 0.1), (0.9, 0.9, 0.1)
+    images = torch.stack(
+        [
+            stripes(red, blue, 2),
+            stripes(red, blue, 3, phase=1),
+            stripes(green, yellow, 2),
+            stripes(red, red, 2),
+        ]
+    )
+    keys = colour_context(normalize(images), bins=4)  # (4, 64, 8, 8)
+    assert keys.shape == (4, 64, 8, 8)
+    assert torch.allclose(keys.norm(dim=1), torch.ones(4, 8, 8), atol=1e-5)
+    centre = keys[:, :, 4, 4]  # (4, 64)
+    same, other_colours, flat = (centre[0] @ centre[i] for i in (1, 2, 3))
+    assert same > 0.95
+    assert other_colours < 0.05
+    assert 0.5 < flat < 0.8  # half of the colours agree

@@ -89,6 +89,12 @@ def painter_count(config: PainterConfig) -> int:
     total += _conv(d, 3, 1)
     if config.decoder_linear:
         total += _linear(tapped, p * p * 3)
+    k = config.decoder_match
+    if k:  # three more decoder input channels; the match head's stem, projections and scalars
+        total += 9 * 3 * d
+        total += _conv(vit.in_chans, k, 3) + 3 * _conv(k, k, 3)
+        total += _linear(tapped, k) + _conv(2 * k, k, 1) + 1 + 3
+        total += 2 if config.match_colour_bins else 0
     return total
 
 

@@ -14,8 +14,9 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from painter.config import PainterConfig, SegType
+from painter.decoder import PaintDecoder
 from painter.errors import ConfigError, InputMismatchError
-from painter.model import PaintDecoder, PainterModel, build_parts
+from painter.model import PainterModel, build_parts
 from seggpt.ensemble import feature_ensemble_hooks
 
 

@@ -37,6 +37,8 @@ class MatchHead(nn.Module):
         patch_size: the backbone's patch side (a multiple of :data:`MATCH_STRIDE`).
         sigmoid: the model paints logits (``paint_activation="sigmoid"``); the direct term is then
             ``gain * (2 m - 1)`` in logit space, else ``gain * normalize(m)`` on the canvas.
+        colour_bins: > 0 adds each cell's local colour distribution (:func:`colour_context`,
+            ``colour_bins``^3 bins) to its key, sharing the unit length with the learned part.
     """
 
     def __init__(
@@ -207,12 +209,11 @@ class MatchHead(nn.Module):
         Returns:
             (Q, 3, (1 + hq) * p, W) intensities in [0, 1].
         """
-        head = self
         n_q, n_p = prompt_images.shape[:2]
         up = self.patch_size // MATCH_STRIDE
-        prompt_keys = head.keys(prompt_images.flatten(0, 1), prompt_features)  # (QP, c, Hk, Wk)
+        prompt_keys = self.keys(prompt_images.flatten(0, 1), prompt_features)  # (QP, c, Hk, Wk)
         prompt_keys = prompt_keys.unflatten(0, (n_q, n_p))  # (Q, P, c, Hk, Wk)
-        query_keys = head.keys(query_images, features[:, 1:])  # (Q, c, Hq, Wk)
+        query_keys = self.keys(query_images, features[:, 1:])  # (Q, c, Hq, Wk)
         cells = torch.cat([prompt_keys[:, 0, :, -up:], query_keys], dim=2)  # (Q, c, R, Wk)
         rows, wk = cells.shape[-2:]
         values = cell_colours(prompt_targets.flatten(0, 1)).unflatten(0, (n_q, n_p))
@@ -220,7 +221,7 @@ class MatchHead(nn.Module):
         def memory(t: torch.Tensor) -> torch.Tensor:  # (Q, P, k, Hk, Wk) -> (Q, P * Hk * Wk, k)
             return t.permute(0, 1, 3, 4, 2).reshape(n_q, -1, t.shape[2])
 
-        out = head.propagate(cells.flatten(2).transpose(1, 2), memory(prompt_keys), memory(values))
+        out = self.propagate(cells.flatten(2).transpose(1, 2), memory(prompt_keys), memory(values))
         out = out.transpose(1, 2).reshape(n_q, 3, rows, wk)
         return upsample_cells(out, (rows * MATCH_STRIDE, wk * MATCH_STRIDE))
 

@@ -46,6 +46,7 @@ photos:
 # Two stages (about 50 + 40 minutes on 2 CPU cores); stage 2 starts from stage 1's step 1750.
 demo-model: install photos
 	$(PY) -m tools.train --config configs/demo_seggpt_stage1.yaml --out runs/demo_stage1 --stop-after 1750
+	$(PY) -m tools.train --config configs/demo_seggpt_stage2.yaml --out runs/demo_stage2
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
 
 demo-promptable: install

@@ -137,6 +137,10 @@ class PainterConfig:
             distribution (``bins``^3 soft RGB bins over an 8x8 window, no weights; the keys'
             learned share starts at 0.2), so matching starts from "same colours nearby" and holds
             for textures the model never trained on; 0 for learned keys only.
+        match_sink: with the match head, the starting value of a learned similarity threshold
+            (a cosine in [-1, 1]): a hidden cell that resembles no visible cell better than it
+            copies black (background) instead of the colours of its least-bad match; None for
+            none (every cell copies the colours of what it resembles most).
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -151,6 +155,7 @@ class PainterConfig:
     paint_activation: str = "identity"
     decoder_match: int = 0
     match_colour_bins: int = 0
+    match_sink: float | None = None
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -189,6 +194,10 @@ class PainterConfig:
         require(
             self.match_colour_bins >= 0 and (self.decoder_match or not self.match_colour_bins),
             f"match_colour_bins {self.match_colour_bins} needs decoder_match > 0",
+        )
+        require(
+            self.match_sink is None or (self.decoder_match and -1 <= self.match_sink <= 1),
+            f"match_sink {self.match_sink} needs decoder_match > 0 and a value in [-1, 1]",
         )
         require(
             self.paint_activation in PAINT_ACTIVATIONS,

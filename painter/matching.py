@@ -39,6 +39,10 @@ class MatchHead(nn.Module):
             ``gain * (2 m - 1)`` in logit space, else ``gain * normalize(m)`` on the canvas.
         colour_bins: > 0 adds each cell's local colour distribution (:func:`colour_context`,
             ``colour_bins``^3 bins) to its key, sharing the unit length with the learned part.
+        sink: None, or the starting value of a learned similarity threshold: every memory then
+            holds one more, black cell whose similarity to any key is this value, so a cell
+            that resembles no visible cell better than the threshold paints background instead
+            of the mean colour of whatever it resembles least badly.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class MatchHead(nn.Module):
         *,
         sigmoid: bool,
         colour_bins: int = 0,
+        sink: float | None = None,
         in_chans: int = 3,
     ) -> None:
         super().__init__()
@@ -75,6 +80,7 @@ class MatchHead(nn.Module):
             # Shares of the colour-context and the learned parts in every key (softmax): 0.8 / 0.2
             # at the start, so a new model begins from colour-context matching.
             self.mix = nn.Parameter(torch.tensor([math.log(4.0), 0.0]))
+        self.sink = None if sink is None else nn.Parameter(torch.tensor(float(sink)))
 
     def keys(self, halves: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Unit keys of every cell of each half.
@@ -128,17 +134,20 @@ class MatchHead(nn.Module):
             (G, Nq, 3); a group without a visible cell gets 0 (black).
         """
         scale = self.log_scale.exp().float()
-        mem_t = memory.float().transpose(1, 2)  # (G, c, M)
-        bias = None
+        g, m, c = memory.shape
+        bias = torch.zeros(g, 1, m, device=memory.device)
         if valid is not None:
-            bias = torch.zeros(valid.shape, device=memory.device).masked_fill(~valid, -1e9)
-            bias = bias[:, None]  # (G, 1, M)
+            bias = bias.masked_fill(~valid[:, None], -1e9)
+        if self.sink is not None:  # one more, black cell: score sink * scale for every key
+            memory = torch.cat([memory, memory.new_zeros(g, 1, c)], dim=1)
+            values = torch.cat([values, values.new_zeros(g, 1, values.shape[2])], dim=1)
+            sink = (self.sink.float() * scale).expand(g, 1, 1)
+            bias = torch.cat([bias, sink], dim=2)
+        mem_t = memory.float().transpose(1, 2)  # (G, c, M)
         pieces = []
         for start in range(0, queries.shape[1], MATCH_CHUNK):
             scores = torch.matmul(queries[:, start : start + MATCH_CHUNK].float(), mem_t) * scale
-            if bias is not None:
-                scores = scores + bias
-            pieces.append(torch.matmul(scores.softmax(dim=-1), values.float()))  # (G, n, 3)
+            pieces.append(torch.matmul((scores + bias).softmax(dim=-1), values.float()))
         out = torch.cat(pieces, dim=1)
         if valid is not None:
             out = out * valid.any(dim=1).to(out.dtype)[:, None, None]

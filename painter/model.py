@@ -48,6 +48,7 @@ class PainterModel(nn.Module):
                 config.vit.patch_size,
                 sigmoid=config.paint_activation == "sigmoid",
                 colour_bins=config.match_colour_bins,
+                sink=config.match_sink,
                 in_chans=config.vit.in_chans,
             )
             if config.decoder_match

@@ -192,6 +192,15 @@ def seggpt_smoke_match() -> PainterConfig:
 
 @register
 def seggpt_match_colour() -> PainterConfig:
-    """The bundled demo model (configs/demo_seggpt.yaml): ``seggpt_match`` whose match keys also
+    """Stage 2 of the demo model (configs/demo_seggpt_stage2.yaml): ``seggpt_match`` whose keys also
     hold each cell's local colour distribution (4^3 bins, ``match_colour_bins``)."""
     return dataclasses.replace(seggpt_match(), match_colour_bins=4)
+
+
+@register
+def seggpt_match_sink() -> PainterConfig:
+    """The bundled demo model (configs/demo_seggpt.yaml, stage 3): ``seggpt_match_colour`` whose
+    match memory also holds a black none-of-the-above cell (``match_sink``, a learned similarity
+    threshold starting at 0.85), so query cells that resemble nothing in the prompt well enough
+    paint background."""
+    return dataclasses.replace(seggpt_match_colour(), match_sink=0.85)

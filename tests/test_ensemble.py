@@ -126,8 +126,14 @@ def test_tile_grid_fills_every_cell():
         {"paint_activation": "sigmoid"},
         {"decoder_match": 8, "paint_activation": "sigmoid"},
         {"decoder_match": 8, "match_colour_bins": 2, "paint_activation": "sigmoid"},
+        {
+            "decoder_match": 8,
+            "match_colour_bins": 2,
+            "match_sink": 0.3,
+            "paint_activation": "sigmoid",
+        },
     ],
-    ids=["guided", "linear", "sigmoid", "match", "match-colour"],
+    ids=["guided", "linear", "sigmoid", "match", "match-colour", "match-sink"],
 )
 def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
     """With the image-guided decoder (decoder_guide > 0), the linear painting path

@@ -254,3 +254,28 @@ def test_cli_reports_a_bad_root_in_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "val2014" in err and err.count("\n") == 1
+
+
+def test_binary_episodes_score_a_uint8_answer_under_a_large_class_id():
+    """A predictor may answer with uint8 masks; pooling a binary episode under a class id that
+    does not fit in a byte must not wrap it (it once scored a perfect answer 0)."""
+    from data_mixtures.records import EvalEpisode
+    from seggpt.evaluation.metrics import evaluate
+
+    class Uint8LeftHalf(LeftHalfPredictorAnySize):
+        def predict(self, *args, **kwargs):
+            return [_Answer(a.mask.astype(np.uint8)) for a in super().predict(*args, **kwargs)]
+
+    left = np.zeros((8, 8), dtype=np.int64)
+    left[:, :4] = 1
+    episode = EvalEpisode(
+        prompt_images=[np.zeros((8, 8, 3), np.uint8)],
+        prompt_masks=[left],
+        query_image=np.zeros((8, 8, 3), np.uint8),
+        query_mask=left,
+        class_ids=(1_331_346,),
+        binary=True,
+    )
+    report = evaluate(Uint8LeftHalf(), [episode, episode], shots=1)
+    assert report.miou == pytest.approx(1.0)
+    assert report.baselines["all_foreground"] == pytest.approx(0.5)

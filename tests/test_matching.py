@@ -41,6 +41,46 @@ def test_propagate_copies_the_colour_of_the_most_similar_visible_cell():
     assert torch.equal(out, torch.zeros_like(out))
 
 
+def test_the_sink_paints_black_where_nothing_is_similar_enough_and_learns():
+    head = MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=True, sink=0.5)
+    with torch.no_grad():
+        head.log_scale.fill_(torch.log(torch.tensor(200.0)))
+    memory = F.normalize(torch.eye(4)[None, :2], dim=-1)  # two cells, keys e0 and e1
+    values = torch.tensor([[[1.0, 0.5, 0.25], [0.2, 1.0, 0.0]]])
+    queries = torch.stack(
+        [
+            torch.tensor([1.0, 0.0, 0.0, 0.0]),  # e0: cosine 1 > 0.5, copies cell 0
+            F.normalize(torch.tensor([0.3, 0.0, 1.0, 0.0]), dim=0),  # best cosine 0.29 < 0.5
+            torch.tensor([0.0, 0.0, 0.0, 1.0]),  # like nothing at all
+        ]
+    )[None]
+    out = head.propagate(queries, memory, values)
+    assert torch.allclose(out[0, 0], values[0, 0], atol=1e-4)
+    assert out[0, 1:].abs().max() < 1e-4  # without the sink both would copy a colour:
+    head.sink = None
+    plain = head.propagate(queries, memory, values)
+    assert torch.allclose(plain[0, 1], values[0, 0], atol=1e-3)
+    assert torch.allclose(plain[0, 2], values[0].mean(0), atol=1e-4)
+    # The threshold is a parameter the loss reaches (a softer scale keeps the gradient alive).
+    head = MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=True, sink=0.3)
+    head.propagate(queries, memory, values).sum().backward()
+    assert head.sink.grad is not None and head.sink.grad.abs() > 0
+    # Memory cells hidden by the mask stay hidden; the sink alone gives black.
+    out = head.propagate(queries, memory, values, torch.zeros(1, 2, dtype=torch.bool))
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_the_sink_needs_the_match_head_and_a_cosine():
+    base = get_config("seggpt_test")
+    with pytest.raises(ConfigError, match="match_sink"):
+        dataclasses.replace(base, match_sink=0.8)
+    with pytest.raises(ConfigError, match="match_sink"):
+        dataclasses.replace(base, decoder_match=8, match_sink=1.5)
+    model = build_model(dataclasses.replace(base, decoder_match=8, match_sink=0.8))
+    assert model.matcher.sink.item() == pytest.approx(0.8)
+    assert "matcher.sink" in model.state_dict()
+
+
 def test_propagate_in_chunks_equals_one_piece(monkeypatch):
     head = _head()
     g = torch.Generator().manual_seed(0)

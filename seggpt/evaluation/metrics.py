@@ -81,6 +81,7 @@ def episode_classes(episode) -> list[int]:
 def _pooled(episode, mask: np.ndarray) -> np.ndarray:
     """Binary episodes mark their class as 1; score it under the source's class id instead, so
     classes are pooled across episodes as the few-shot protocols do."""
+    mask = np.asarray(mask).astype(np.int64, copy=False)  # class ids overflow a uint8 mask
     if getattr(episode, "binary", False) and getattr(episode, "class_ids", ()):
         return np.where(mask == 1, episode.class_ids[0], mask)
     return mask

@@ -50,7 +50,8 @@ demo-model: install photos
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
 
 demo-promptable: install
-	$(PY) -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/demo_promptable --export painter/promptable/weights/demo_promptable.safetensors
+	$(PY) -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/demo_promptable_stage1 --export runs/demo_promptable_stage1/model.safetensors
+	$(PY) -m tools.train_promptable --config configs/demo_promptable_openset.yaml --out runs/demo_promptable --export painter/promptable/weights/demo_promptable.safetensors
 
 bench: install
 	$(PY) benchmarks/bench_seggpt.py

@@ -141,3 +141,35 @@ def test_bad_training_config_is_refused():
         PromptableTrainConfig.from_dict({"stepz": 3})
     with pytest.raises(ConfigError):
         dataclasses.replace(PromptableTrainConfig(), box_prob=1.5)
+
+
+def test_fine_tuning_starts_from_a_checkpoint_and_reports_the_held_out_families(tmp_path):
+    from painter.promptable.checkpoint import save_sam
+
+    sam = small_sam_config()
+    config = PromptableTrainConfig(
+        steps=2,
+        batch_size=2,
+        objects_per_image=2,
+        rounds=1,
+        warmup_steps=1,
+        eval_images=2,
+        photo_weight=0.0,
+        openset_weight=0.5,
+        seed=1,
+    )
+    model, report = train_promptable(config, tmp_path / "a", sam_config=sam, progress=False)
+    held = report["held_out_families"]
+    assert held["objects"] > 0 and 0 <= held["box_miou"] <= 1
+    save_sam(model, tmp_path / "a.safetensors")
+    # Another seed (another initialisation) and a learning rate that barely moves anything: the
+    # result is the checkpoint's weights, not a fresh model's.
+    tiny_steps = dict(lr=1e-8, min_lr=1e-9, seed=0, init=str(tmp_path / "a.safetensors"))
+    again, _ = train_promptable(
+        dataclasses.replace(config, **tiny_steps), tmp_path / "b", sam_config=sam, progress=False
+    )
+    trained = model.state_dict()
+    for name, value in again.state_dict().items():
+        assert torch.allclose(value, trained[name], atol=1e-5), name
+    with pytest.raises(ConfigError, match="openset_weight"):
+        dataclasses.replace(config, photo_weight=0.6, openset_weight=0.5)

@@ -43,11 +43,12 @@ def run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(vars(config), indent=2))
     model, report = train_promptable(config, args.out, device=args.device)
-    held = report["held_out"]
-    print(
-        f"held-out: one point mIoU {held['one_point_miou']:.3f}, box mIoU "
-        f"{held['box_miou']:.3f} over {held['objects']} objects"
-    )
+    for key, what in (("held_out", "held-out"), ("held_out_families", "held-out families")):
+        held = report[key]
+        print(
+            f"{what}: one point mIoU {held['one_point_miou']:.3f}, box mIoU "
+            f"{held['box_miou']:.3f} over {held['objects']} objects"
+        )
     if args.export:
         save_sam(model.cpu(), args.export)
         report_path = args.export.with_suffix(".report.json")

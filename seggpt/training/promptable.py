@@ -32,6 +32,7 @@ from painter.config import require
 from painter.errors import ConfigError
 from painter.optim import OptimConfig, build_optimizer
 from painter.promptable.config import SamConfig, get_sam_config
+from painter.promptable.loading import build_sam
 from painter.promptable.losses import (
     add_correction,
     first_prompt,
@@ -48,6 +49,7 @@ from seggpt.training.promptable_data import (
     centre_point,
     demo_sources,
     object_samples,
+    openset_sources,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,12 +67,17 @@ class PromptableTrainConfig(OptimConfig):
         rounds: interactive rounds per object (1 = the first prompt only).
         box_prob: probability that an image's first prompts are noisy boxes, not points.
         min_object_pixels: smaller objects are never prompted.
-        photo_weight: fraction of images drawn from the photo pseudo-masks (the rest synthetic).
+        photo_weight: fraction of images drawn from the photo pseudo-masks.
+        openset_weight: fraction of images drawn from open-set images of the training
+            shape/texture families (``data_mixtures.openset`` at 256 px); the rest are synthetic.
+        init: a promptable checkpoint to start from (a path or "demo"), its architecture
+            ``model``'s; None trains from scratch.
         synthetic_spacing: ``SyntheticConfig.spacing`` of the synthetic images (training and
             held-out): 0.85 keeps occlusion partial, so that every prompted object is
             recognisable and its box is its extent, not the box of a visible sliver.
         seed: data and initialisation seed.
-        eval_images: held-out synthetic images scored at the end (another generator seed).
+        eval_images: images of each held-out set scored at the end: the synthetic generator
+            with another seed, and open-set images of the held-out families (never trained on).
     """
 
     model: str = "sam_demo"
@@ -83,6 +90,8 @@ class PromptableTrainConfig(OptimConfig):
     box_prob: float = 0.5
     min_object_pixels: int = 64
     photo_weight: float = 0.2
+    openset_weight: float = 0.0
+    init: str | None = None
     synthetic_spacing: float = DEMO_SPACING
     seed: int = 0
     eval_images: int = 48
@@ -93,6 +102,10 @@ class PromptableTrainConfig(OptimConfig):
             (self.batch_size > 0, "batch_size must be positive"),
             (self.objects_per_image > 0 and self.rounds > 0, "objects and rounds must be > 0"),
             (0 <= self.box_prob <= 1 and 0 <= self.photo_weight <= 1, "probabilities in [0, 1]"),
+            (
+                0 <= self.openset_weight and self.photo_weight + self.openset_weight <= 1,
+                "openset_weight must be >= 0 and photo_weight + openset_weight <= 1",
+            ),
         ]
         for ok, message in checks:
             require(ok, message)
@@ -221,13 +234,21 @@ def train_promptable(
     device = torch.device(device)
     torch.manual_seed(config.seed)
     sam_config = sam_config or get_sam_config(config.model)
-    model = build_sam_from_config(sam_config).to(device).train()
+    if config.init:
+        model = build_sam(sam_config, checkpoint=config.init).to(device).train()
+    else:
+        model = build_sam_from_config(sam_config).to(device).train()
     optimizer, scheduler = build_optimizer(model, config, filter_bias_and_norm=False)
     side = sam_config.image_size
     synthetic, photos, held_out = demo_sources(side, config.seed, config.synthetic_spacing)
+    openset, held_out_families = openset_sources(config.seed)
     stream = ObjectStream(
-        [synthetic, photos],
-        [1 - config.photo_weight, config.photo_weight],
+        [synthetic, photos, openset],
+        [
+            1 - config.photo_weight - config.openset_weight,
+            config.photo_weight,
+            config.openset_weight,
+        ],
         side,
         config.min_object_pixels,
         config.seed,
@@ -262,15 +283,18 @@ def train_promptable(
     lines = ["step,loss,train_iou,seconds"] + [",".join(f"{v:.6g}" for v in r) for r in rows]
     atomic_write(out / "metrics.csv", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     model.eval()
+    min_pixels = config.min_object_pixels
     report = {
         "config": dataclasses.asdict(config),
         "model": sam_config.to_dict(),
         "train_seconds": rows[-1][3],
         "final_train_loss": float(np.mean([r[1] for r in rows[-50:]])),
-        "held_out": evaluate_prompts(
-            model,
-            object_samples(held_out, config.eval_images, side, min_pixels=config.min_object_pixels),
-        ),
+        **{
+            key: evaluate_prompts(
+                model, object_samples(source, config.eval_images, side, min_pixels=min_pixels)
+            )
+            for key, source in (("held_out", held_out), ("held_out_families", held_out_families))
+        },
     }
     atomic_write(
         out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2))

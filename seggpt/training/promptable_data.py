@@ -72,6 +72,29 @@ def demo_sources(
     )
 
 
+#: Size the open-set images are drawn at (then resized to the model's input side).
+OPENSET_SIDE = 256
+
+
+def openset_sources(seed: int) -> tuple[RecordSource, RecordSource]:
+    """Open-set images of the training shape/texture families (for training) and of the
+    held-out families (never trained on), drawn at :data:`OPENSET_SIDE`."""
+    from data_mixtures.openset import OpenSetSource
+    from data_mixtures.openset_config import LookMode, OpenSetConfig, held_out_config
+
+    size = (OPENSET_SIDE, OPENSET_SIDE)
+    look = LookMode.SAME_LOOK
+    return (
+        OpenSetSource(OpenSetConfig(image_size=size), seed=seed, look=look, name="openset"),
+        OpenSetSource(
+            held_out_config(image_size=size),
+            seed=seed + 10_000,
+            look=look,
+            name="held-out-families",
+        ),
+    )
+
+
 class ObjectStream:
     """Deterministic object samples: sample ``k`` depends only on (seed, k)."""
 

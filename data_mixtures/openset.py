@@ -114,20 +114,7 @@ class OpenSetSource(RecordSource):
             rng = np.random.default_rng(np.random.SeedSequence([self.category_seed, 1]))
         cfg = self.config
         count = int(rng.integers(cfg.categories_per_group[0], cfg.categories_per_group[1] + 1))
-        looks = []
-        for _ in range(count):
-            shape = cfg.shapes[int(rng.integers(len(cfg.shapes)))]
-            texture = cfg.textures[int(rng.integers(len(cfg.textures)))]
-            looks.append(
-                _Look(
-                    shape,
-                    draw_shape_params(shape, rng),
-                    texture,
-                    draw_texture_params(texture, rng),
-                    color_pair(rng),
-                )
-            )
-        return looks
+        return [draw_look(cfg, rng) for _ in range(count)]
 
     def _member_colors(self, group: int, member: int, count: int) -> list[np.ndarray]:
         """Per-image colours of each category in a COLOUR_INDEPENDENT group."""
@@ -260,37 +247,63 @@ class OpenSetSource(RecordSource):
             centre = _place(rng, radius, placed, (height, width), cfg.spacing)
             placed.append((*centre, radius))
             rotation = math.radians(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg))
-            # draw inside the object's bounding box only (textures are centred on the object)
-            x0, y0 = max(0, int(centre[0] - radius) - 1), max(0, int(centre[1] - radius) - 1)
-            x1 = min(width, int(math.ceil(centre[0] + radius)) + 2)
-            y1 = min(height, int(math.ceil(centre[1] + radius)) + 2)
-            local = (centre[0] - x0, centre[1] - y0)
-            box_size = (y1 - y0, x1 - x0)
-            inside = shape_mask(
-                look.shape,
-                look.shape_params,
-                size=box_size,
-                centre=local,
-                radius=radius,
-                rotation=rotation,
-            )
-            texture = render_texture(
-                look.texture,
-                look.texture_params,
-                look.colors,
-                size=box_size,
-                centre=local,
-                rotation=rotation,
-                generator=rng,
-                side=side,
-            )
-            mask = np.zeros((height, width), bool)
-            mask[y0:y1, x0:x1] = inside
-            image[y0:y1, x0:x1][inside] = texture[inside]
+            mask = paint_look(image, look, centre, radius, rotation, rng, side=side)
             semantic[mask] = class_id
             instance[mask] = number
         image = image + rng.normal(0.0, rng.uniform(*cfg.noise_std), image.shape)
         return np.clip(image, 0, 255).astype(np.uint8), semantic, _renumber(instance)
+
+
+def draw_look(config: OpenSetConfig, rng: np.random.Generator) -> _Look:
+    """A category's appearance: a member of one of ``config``'s shape families, of one of its
+    texture families, and a colour pair."""
+    shape = config.shapes[int(rng.integers(len(config.shapes)))]
+    texture = config.textures[int(rng.integers(len(config.textures)))]
+    return _Look(
+        shape,
+        draw_shape_params(shape, rng),
+        texture,
+        draw_texture_params(texture, rng),
+        color_pair(rng),
+    )
+
+
+def paint_look(
+    image: np.ndarray,
+    look: _Look,
+    centre: tuple[float, float],
+    radius: float,
+    rotation: float,
+    rng: np.random.Generator,
+    *,
+    side: int,
+) -> np.ndarray:
+    """Paint ``look`` into ``image`` (H, W, 3) float in place, centred at ``centre`` (x, y) with
+    ``radius`` and ``rotation`` (radians); ``side`` scales the texture. Returns the (H, W) bool
+    mask of its pixels. Only the object's bounding box is drawn (textures are centred on it)."""
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(centre[0] - radius) - 1), max(0, int(centre[1] - radius) - 1)
+    x1 = min(width, int(math.ceil(centre[0] + radius)) + 2)
+    y1 = min(height, int(math.ceil(centre[1] + radius)) + 2)
+    local = (centre[0] - x0, centre[1] - y0)
+    box_size = (y1 - y0, x1 - x0)
+    inside = shape_mask(
+        look.shape, look.shape_params, size=box_size, centre=local, radius=radius, rotation=rotation
+    )
+    texture = render_texture(
+        look.texture,
+        look.texture_params,
+        look.colors,
+        size=box_size,
+        centre=local,
+        rotation=rotation,
+        generator=rng,
+        side=side,
+    )
+    mask = np.zeros((height, width), bool)
+    mask[y0:y1, x0:x1] = inside
+    image[y0:y1, x0:x1][inside] = texture[inside]
+    return mask
 
 
 def _color_gap(a: np.ndarray, b: np.ndarray) -> float:

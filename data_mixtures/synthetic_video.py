@@ -1,10 +1,11 @@
 """A procedural multi-object video with per-frame ground truth, for tests, demos and benchmarks.
 
-Textured shapes (the categories of :mod:`data_mixtures.synthetic`) drift towards the middle of
-the frame, bounce off its edges and turn slowly, so they cross and hide one another; unlabelled
-distractor shapes move among them. Object ``k`` (1..N) keeps its id in every frame's mask; a
-hidden part is labelled with whatever covers it. The video is a pure function of the config and
-the seed. :func:`save_davis` writes it in the DAVIS folder layout.
+Textured shapes (the categories of :mod:`data_mixtures.synthetic`, or, with ``looks``, members of
+the shape, texture and background families of an open-set config, e.g. the held-out families)
+drift towards the middle of the frame, bounce off its edges and turn slowly, so they cross and
+hide one another; unlabelled distractor shapes move among them. Object ``k`` (1..N) keeps its id
+in every frame's mask; a hidden part is labelled with whatever covers it. The video is a pure
+function of the config and the seed. :func:`save_davis` writes it in the DAVIS folder layout.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_mixtures.openset import draw_look, paint_look
+from data_mixtures.openset_config import OpenSetConfig
+from data_mixtures.procedural import render_background
 from data_mixtures.synthetic import (
     DEFAULT_CATEGORIES,
     DEFAULT_DISTRACTORS,
@@ -44,6 +48,10 @@ class SyntheticVideoConfig:
         speed: inclusive range of the speed, in fractions of min(H, W) per frame.
         max_spin_deg: largest rotation per frame, in degrees.
         noise_std: std of the per-frame pixel noise (0..255 scale).
+        looks: None for the closed-set categories of :mod:`data_mixtures.synthetic` on a
+            gradient background; an :class:`OpenSetConfig` to draw every object's outline,
+            texture and colours and the background from its families instead (its image size
+            and object sizes are not used).
     """
 
     num_frames: int = 24
@@ -54,6 +62,7 @@ class SyntheticVideoConfig:
     speed: tuple[float, float] = (0.01, 0.03)
     max_spin_deg: float = 3.0
     noise_std: float = 4.0
+    looks: OpenSetConfig | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 3:
@@ -96,6 +105,8 @@ class _Mover:
     place: _Placement
     velocity: tuple[float, float]  # (vy, vx) pixels per frame
     spin: float  # radians per frame
+    look: object = None  # the open-set appearance (``config.looks``), else None
+    texture_seed: int = 0  # the same texture noise in every frame
 
 
 def _movers(config: SyntheticVideoConfig, rng: np.random.Generator) -> list[_Mover]:
@@ -123,7 +134,12 @@ def _movers(config: SyntheticVideoConfig, rng: np.random.Generator) -> list[_Mov
             stripe_angle=rng.uniform(0, math.pi),
         )
         spin = math.radians(rng.uniform(-config.max_spin_deg, config.max_spin_deg))
-        movers.append(_Mover(place, (speed * math.sin(heading), speed * math.cos(heading)), spin))
+        velocity = (speed * math.sin(heading), speed * math.cos(heading))
+        if config.looks is None:
+            movers.append(_Mover(place, velocity, spin))
+        else:
+            look = draw_look(config.looks, rng)
+            movers.append(_Mover(place, velocity, spin, look, int(rng.integers(2**31))))
     return movers
 
 
@@ -158,6 +174,39 @@ def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         axis=-1,
     )  # (H, W, 3)
     return np.clip(start + (end - start) * ramp + blotches, 0, 255)
+
+
+def _draw_looks(
+    background: np.ndarray, movers: list[_Mover], t: int, rng: np.random.Generator, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``t`` of open-set movers (each ``look`` painted with its own texture seed)."""
+    image = background.astype(np.float64)
+    height, width = image.shape[:2]
+    ids = np.zeros((height, width), dtype=np.int64)
+    for mover in movers:
+        place = _at_frame(mover, t, (height, width))
+        texture_rng = np.random.default_rng(mover.texture_seed)
+        (cy, cx), side = place.centre, min(height, width)
+        mask = paint_look(
+            image, mover.look, (cx, cy), place.radius, place.angle, texture_rng, side=side
+        )
+        ids[mask] = place.class_id
+    image += rng.normal(0.0, noise, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), ids
+
+
+def _frame(
+    config: SyntheticVideoConfig,
+    background: np.ndarray,
+    movers: list[_Mover],
+    t: int,
+    rng: np.random.Generator,
+    noise: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``t``: (H, W, 3) uint8 image and (H, W) int64 object ids, later shapes on top."""
+    if config.looks is not None:
+        return _draw_looks(background, movers, t, rng, noise)
+    return _draw(background, [_at_frame(m, t, config.image_size) for m in movers], rng, noise)
 
 
 def _draw(
@@ -195,10 +244,11 @@ def synthetic_video(
     size = config.image_size
     layout_seq, render_seq = np.random.SeedSequence([seed, config.num_objects]).spawn(2)
     layout_rng = np.random.default_rng(layout_seq)
+    blank = np.zeros((*size, 3))
     for _ in range(_LAYOUT_TRIES):
         movers = _movers(config, layout_rng)
-        alone = [_draw(np.zeros((*size, 3)), [m.place], layout_rng, 0.0)[1] for m in movers]
-        _, first = _draw(np.zeros((*size, 3)), [m.place for m in movers], layout_rng, 0.0)
+        alone = [_frame(config, blank, [m], 0, layout_rng, 0.0)[1] for m in movers]
+        _, first = _frame(config, blank, movers, 0, layout_rng, 0.0)
         if all(
             (first == m.place.class_id).sum() >= _MIN_VISIBLE * (a > 0).sum()
             for m, a in zip(movers, alone)
@@ -208,11 +258,17 @@ def synthetic_video(
     else:
         raise ConfigError("no layout shows every object in frame 0; use fewer or smaller objects")
     render_rng = np.random.default_rng(render_seq)
-    background = _background(size, render_rng)
+    if config.looks is None:
+        background = _background(size, render_rng)
+    else:
+        families = config.looks.backgrounds
+        family = families[int(render_rng.integers(len(families)))]
+        background = render_background(
+            family, size=size, generator=render_rng, strokes=config.looks.strokes
+        )
     frames, masks = [], []
     for t in range(config.num_frames):
-        places = [_at_frame(m, t, size) for m in movers]
-        image, ids = _draw(background, places, render_rng, config.noise_std)
+        image, ids = _frame(config, background, movers, t, render_rng, config.noise_std)
         frames.append(image)
         masks.append(ids)
     ids = tuple(range(1, config.num_objects + 1))

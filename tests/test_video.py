@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -46,6 +47,28 @@ def test_synthetic_video_is_deterministic_and_multi_object():
     assert set(np.unique(video.masks[0])) == {0, 1, 2, 3}  # every object shows in frame 0
     assert all(set(np.unique(m)) <= {0, 1, 2, 3} for m in video.masks)
     assert not np.array_equal(video.masks[0], video.masks[-1])  # the objects move
+
+
+def test_open_set_videos_draw_the_families_they_are_given():
+    from data_mixtures.openset_config import held_out_config
+
+    config = dataclasses.replace(SMALL, image_size=(64, 64), looks=held_out_config())
+    video = synthetic_video(config, seed=4)
+    again = synthetic_video(config, seed=4)
+    for a, b in zip(video.frames + video.masks, again.frames + again.masks):
+        np.testing.assert_array_equal(a, b)
+    assert set(np.unique(video.masks[0])) == {0, 1, 2, 3}
+    assert not np.array_equal(video.masks[0], video.masks[-1])
+    closed = synthetic_video(dataclasses.replace(SMALL, image_size=(64, 64)), seed=4)
+    assert not np.array_equal(video.frames[0], closed.frames[0])
+    # An object's texture moves with it: where an object stays put between two frames (the
+    # pixels it covers in both), its colours barely change (frame noise only).
+    for t in range(len(video) - 1):
+        both = (video.masks[t] == 1) & (video.masks[t + 1] == 1)
+        if both.sum() > 20:
+            break
+    step = np.abs(video.frames[t].astype(float) - video.frames[t + 1].astype(float))[both]
+    assert np.median(step) < 40
 
 
 def test_boundary_map_and_empty_conventions():

@@ -14,6 +14,7 @@ import torch
 
 from painter.errors import CheckpointError, ConfigError
 from painter.optim import warmup_cosine
+from painter.registry import get_config
 from seggpt.loading import load_model
 from seggpt.training.config import load_train_config
 from seggpt.training.trainer import Trainer
@@ -135,3 +136,18 @@ def test_warmup_cosine_schedule_shared_by_the_trainers():
     assert lrs[100] == pytest.approx([1e-5, 1e-5])
     tail = [lr[0] for lr in lrs[10:]]
     assert all(a >= b for a, b in zip(tail, tail[1:]))  # monotone decay after the warm-up
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_parses_and_names_a_registered_model(path):
+    """A typo in a shipped recipe (a key, a model name) fails here, not an hour into make."""
+    from painter.promptable.config import get_sam_config
+    from seggpt.training.config import read_config_mapping
+    from seggpt.training.promptable import PromptableTrainConfig
+
+    if "promptable" in path.name:
+        config = PromptableTrainConfig.from_dict(read_config_mapping(path))
+        get_sam_config(config.model)
+    else:
+        config = load_train_config(path)
+        get_config(config.model)

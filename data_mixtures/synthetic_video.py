@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data_mixtures.openset import draw_look, paint_look
-from data_mixtures.openset_config import OpenSetConfig
+from data_mixtures.openset_config import OpenSetConfig, held_out_config
 from data_mixtures.procedural import render_background
 from data_mixtures.synthetic import (
     DEFAULT_CATEGORIES,
@@ -230,6 +230,19 @@ def _draw(
         ids[window][inside] = place.class_id
     image += rng.normal(0.0, noise, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), ids
+
+
+#: Where a synthetic video's objects and background come from (:func:`video_looks`).
+VIDEO_LOOKS = ("held-out", "training", "closed-set")
+
+
+def video_looks(name: str) -> OpenSetConfig | None:
+    """``SyntheticVideoConfig.looks`` for a name of :data:`VIDEO_LOOKS`: the open-set held-out
+    families (no demo model trained on them), the open-set training families, or None for the
+    closed-set categories of :mod:`data_mixtures.synthetic`."""
+    if name not in VIDEO_LOOKS:
+        raise ConfigError(f"unknown video looks {name!r}; choose one of {list(VIDEO_LOOKS)}")
+    return {"held-out": held_out_config(), "training": OpenSetConfig(), "closed-set": None}[name]
 
 
 def synthetic_video(

@@ -3,7 +3,7 @@
     python -m tools.vos --video clips/dogs.mp4 --first-mask clips/dogs_00000.png --out outputs/vos
     python -m tools.vos --davis data/DAVIS --imageset data/DAVIS/ImageSets/2017/val.txt \
         --out outputs/davis --overlay none
-    python -m tools.vos --synthetic 0 --out outputs/vos     # the bundled synthetic video
+    python -m tools.vos --synthetic 0 --out outputs/vos     # a synthetic video (held-out families)
 
 Each frame is prompted with the first frame and its mask plus the ``--memory`` latest frames and
 their predictions (feature ensemble); a prediction joins that memory only if every object's area
@@ -23,7 +23,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from data_mixtures.synthetic_video import SyntheticVideoConfig, save_davis, synthetic_video
+from data_mixtures.synthetic_video import (
+    VIDEO_LOOKS,
+    SyntheticVideoConfig,
+    save_davis,
+    synthetic_video,
+    video_looks,
+)
 from painter.config import SegType
 from painter.errors import DatasetError
 from painter.io import overlay, save_index_mask
@@ -46,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--davis", type=Path, help="a DAVIS root: every sequence of --imageset")
     source.add_argument(
         "--synthetic", type=int, metavar="SEED", help="the bundled synthetic video of this seed"
+    )
+    parser.add_argument(
+        "--looks",
+        choices=VIDEO_LOOKS,
+        default="held-out",
+        help="with --synthetic: draw the objects from the open-set held-out families (default), "
+        "the open-set training families, or the closed-set categories",
     )
     parser.add_argument("--first-mask", type=Path, help="objects in frame 0 (with --video)")
     parser.add_argument("--name", help="output folder name of --video (default: its stem)")
@@ -90,7 +103,8 @@ def collect_jobs(args: argparse.Namespace) -> list[tuple[str, VideoFrames, Path]
         frames = VideoFrames(args.video)
         return [(args.name or args.video.stem, frames, args.first_mask)]
     if args.synthetic is not None:
-        video = synthetic_video(SyntheticVideoConfig(), seed=args.synthetic)
+        config = SyntheticVideoConfig(looks=video_looks(args.looks))
+        video = synthetic_video(config, seed=args.synthetic)
         root = save_davis(video, args.out / "synthetic_data", resolution=args.resolution)
         print(f"synthetic video and its ground truth: {root}")
         return davis_jobs(root, [video.name], args.resolution)

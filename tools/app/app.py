@@ -53,10 +53,12 @@ def write_examples(folder: Path) -> dict[str, dict[str, list[str]]]:
 
 
 def write_video_example(folder: Path, size: tuple[int, int]) -> dict[str, object]:
-    """Write the bundled synthetic video (frames and first-frame mask) as PNG files."""
-    from data_mixtures.synthetic_video import SyntheticVideoConfig, synthetic_video
+    """Write the bundled synthetic video (frames and first-frame mask) as PNG files; its objects
+    and background come from the open-set held-out families (no demo model trained on them)."""
+    from data_mixtures.synthetic_video import SyntheticVideoConfig, synthetic_video, video_looks
 
-    video = synthetic_video(SyntheticVideoConfig(num_frames=12, image_size=size), seed=0)
+    config = SyntheticVideoConfig(num_frames=12, image_size=size, looks=video_looks("held-out"))
+    video = synthetic_video(config, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
     frames = []
     for index, frame in enumerate(video.frames):

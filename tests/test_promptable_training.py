@@ -96,10 +96,14 @@ def test_interactive_training_fits_a_batch():
     assert last < 0.5 * first
 
 
+def _tiny_run(**changes) -> PromptableTrainConfig:
+    """A few steps of two images with two objects each (tests only)."""
+    base = dict(batch_size=2, objects_per_image=2, warmup_steps=1)
+    return PromptableTrainConfig(**{**base, **changes})
+
+
 def test_train_promptable_writes_metrics_and_report(tmp_path):
-    config = PromptableTrainConfig(
-        steps=3, batch_size=2, objects_per_image=2, rounds=2, warmup_steps=1, eval_images=3
-    )
+    config = _tiny_run(steps=3, rounds=2, eval_images=3)
     model, report = train_promptable(
         config, tmp_path, sam_config=small_sam_config(), progress=False
     )
@@ -147,17 +151,8 @@ def test_fine_tuning_starts_from_a_checkpoint_and_reports_the_held_out_families(
     from painter.promptable.checkpoint import save_sam
 
     sam = small_sam_config()
-    config = PromptableTrainConfig(
-        steps=2,
-        batch_size=2,
-        objects_per_image=2,
-        rounds=1,
-        warmup_steps=1,
-        eval_images=2,
-        photo_weight=0.0,
-        openset_weight=0.5,
-        seed=1,
-    )
+    config = _tiny_run(steps=2, rounds=1, eval_images=2, photo_weight=0.0, openset_weight=0.5)
+    config = dataclasses.replace(config, seed=1)
     model, report = train_promptable(config, tmp_path / "a", sam_config=sam, progress=False)
     held = report["held_out_families"]
     assert held["objects"] > 0 and 0 <= held["box_miou"] <= 1

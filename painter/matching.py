@@ -122,6 +122,8 @@ class MatchHead(nn.Module):
         memory: torch.Tensor,
         values: torch.Tensor,
         valid: torch.Tensor | None = None,
+        *,
+        prompts: int = 1,
     ) -> torch.Tensor:
         """Softmax-weighted colours of the memory cells.
 
@@ -130,6 +132,9 @@ class MatchHead(nn.Module):
             memory: (G, M, c) unit keys of the memory cells.
             values: (G, M, 3) their colours, intensities in [0, 1].
             valid: (G, M) bool, False where a memory cell is hidden; None for all visible.
+            prompts: how many prompts the memory joins; the sink weighs as much against each
+                prompt's cells as against one prompt's (its score gains log(prompts)), so P
+                copies of one prompt paint what that prompt paints alone.
         Returns:
             (G, Nq, 3); a group without a visible cell gets 0 (black).
         """
@@ -141,7 +146,7 @@ class MatchHead(nn.Module):
         if self.sink is not None:  # one more, black cell: score sink * scale for every key
             memory = torch.cat([memory, memory.new_zeros(g, 1, c)], dim=1)
             values = torch.cat([values, values.new_zeros(g, 1, values.shape[2])], dim=1)
-            sink = (self.sink.float() * scale).expand(g, 1, 1)
+            sink = (self.sink.float() * scale + math.log(prompts)).expand(g, 1, 1)
             bias = torch.cat([bias, sink], dim=2)
         mem_t = memory.float().transpose(1, 2)  # (G, c, M)
         pieces = []
@@ -195,7 +200,9 @@ class MatchHead(nn.Module):
         top = hk // 2
         memory = grouped(keys[:, :, :top])
         valid = ~hidden[:, :top].reshape(n_q, -1)  # (Q, P * Hk/2 * Wk)
-        out = self.propagate(grouped(keys), memory, grouped(values[:, :, :top]), valid)
+        out = self.propagate(
+            grouped(keys), memory, grouped(values[:, :, :top]), valid, prompts=prompts_per_query
+        )
         out = out.reshape(b, hk * wk, 3).transpose(1, 2).reshape(b, 3, hk, wk)
         return upsample_cells(out, (height, width))
 
@@ -230,7 +237,9 @@ class MatchHead(nn.Module):
         def memory(t: torch.Tensor) -> torch.Tensor:  # (Q, P, k, Hk, Wk) -> (Q, P * Hk * Wk, k)
             return t.permute(0, 1, 3, 4, 2).reshape(n_q, -1, t.shape[2])
 
-        out = self.propagate(cells.flatten(2).transpose(1, 2), memory(prompt_keys), memory(values))
+        out = self.propagate(
+            cells.flatten(2).transpose(1, 2), memory(prompt_keys), memory(values), prompts=n_p
+        )
         out = out.transpose(1, 2).reshape(n_q, 3, rows, wk)
         return upsample_cells(out, (rows * MATCH_STRIDE, wk * MATCH_STRIDE))
 

@@ -65,6 +65,9 @@ def test_the_sink_paints_black_where_nothing_is_similar_enough_and_learns():
     head = MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=True, sink=0.3)
     head.propagate(queries, memory, values).sum().backward()
     assert head.sink.grad is not None and head.sink.grad.abs() > 0
+    # P copies of one memory (an ensemble of one prompt repeated) paint what one copy paints.
+    twice = head.propagate(queries, memory.repeat(1, 2, 1), values.repeat(1, 2, 1), prompts=2)
+    assert torch.allclose(twice, head.propagate(queries, memory, values), atol=1e-6)
     # Memory cells hidden by the mask stay hidden; the sink alone gives black.
     out = head.propagate(queries, memory, values, torch.zeros(1, 2, dtype=torch.bool))
     assert torch.equal(out, torch.zeros_like(out))

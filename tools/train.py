@@ -1,4 +1,4 @@
-"""Train a SegGPT/Painter model: ``python -m tools.train --config configs/demo_seggpt.yaml``.
+"""Train a SegGPT/Painter model: ``python -m tools.train --config configs/demo_seggpt_stage1.yaml``.
 
 Multi-process: ``torchrun --nproc_per_node 2 -m tools.train --config ...`` (DDP by default,
 ``parallel=fsdp`` for large models).

@@ -16,11 +16,14 @@ import argparse
 import torch
 from harness import finish, format_table
 
-from data_mixtures.openset import OpenSetSource
-from data_mixtures.openset_config import LookMode, OpenSetConfig, held_out_config
 from painter.promptable import build_sam
 from seggpt.training.promptable import evaluate_prompts
-from seggpt.training.promptable_data import DEMO_SPACING, demo_sources, object_samples
+from seggpt.training.promptable_data import (
+    DEMO_SPACING,
+    demo_sources,
+    object_samples,
+    openset_sources,
+)
 
 
 def main(argv=None) -> dict:
@@ -34,15 +37,11 @@ def main(argv=None) -> dict:
     model = build_sam(checkpoint=args.checkpoint)
     side = model.config.image_size
     _, _, own = demo_sources(side, 0, DEMO_SPACING)
-    size = (256, 256)
+    training, held_out = openset_sources(args.seed, held_out_seed=args.seed)
     sets = {
         "own held-out (training generator, other seed)": own,
-        "open-set, training families": OpenSetSource(
-            OpenSetConfig(image_size=size), seed=args.seed, look=LookMode.SAME_LOOK
-        ),
-        "open-set, held-out families": OpenSetSource(
-            held_out_config(image_size=size), seed=args.seed, look=LookMode.SAME_LOOK
-        ),
+        "open-set, training families": training,
+        "open-set, held-out families": held_out,
     }
     scores = {
         name: evaluate_prompts(model, object_samples(source, args.objects, side, min_pixels=64))

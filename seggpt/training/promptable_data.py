@@ -76,9 +76,12 @@ def demo_sources(
 OPENSET_SIDE = 256
 
 
-def openset_sources(seed: int) -> tuple[RecordSource, RecordSource]:
-    """Open-set images of the training shape/texture families (for training) and of the
-    held-out families (never trained on), drawn at :data:`OPENSET_SIDE`."""
+def openset_sources(
+    seed: int, held_out_seed: int | None = None
+) -> tuple[RecordSource, RecordSource]:
+    """Open-set same-look images of the training shape/texture families (for training) and of
+    the held-out families (never trained on; seed ``held_out_seed``, by default ``seed`` +
+    10000), drawn at :data:`OPENSET_SIDE`."""
     from data_mixtures.openset import OpenSetSource
     from data_mixtures.openset_config import LookMode, OpenSetConfig, held_out_config
 
@@ -88,7 +91,7 @@ def openset_sources(seed: int) -> tuple[RecordSource, RecordSource]:
         OpenSetSource(OpenSetConfig(image_size=size), seed=seed, look=look, name="openset"),
         OpenSetSource(
             held_out_config(image_size=size),
-            seed=seed + 10_000,
+            seed=seed + 10_000 if held_out_seed is None else held_out_seed,
             look=look,
             name="held-out-families",
         ),

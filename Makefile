@@ -47,6 +47,7 @@ photos:
 demo-model: install photos
 	$(PY) -m tools.train --config configs/demo_seggpt_stage1.yaml --out runs/demo_stage1 --stop-after 1750
 	$(PY) -m tools.train --config configs/demo_seggpt_stage2.yaml --out runs/demo_stage2
+	$(PY) -m tools.train --config configs/demo_seggpt_stage3.yaml --out runs/demo_stage3
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
 
 demo-promptable: install

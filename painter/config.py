@@ -141,6 +141,10 @@ class PainterConfig:
             (a cosine in [-1, 1]): a hidden cell that resembles no visible cell better than it
             copies black (background) instead of the colours of its least-bad match; None for
             none (every cell copies the colours of what it resembles most).
+        match_gate: with the sink, the starting ``(slope, threshold)`` of a learned gate on the
+            decoder's own painting: it paints only where the share of a cell's propagation that
+            went to visible cells rather than the sink is above about ``threshold``
+            (:class:`painter.matching.MatchHead`); None for an ungated decoder.
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -156,6 +160,7 @@ class PainterConfig:
     decoder_match: int = 0
     match_colour_bins: int = 0
     match_sink: float | None = None
+    match_gate: tuple[float, float] | None = None
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -198,6 +203,10 @@ class PainterConfig:
         require(
             self.match_sink is None or (self.decoder_match and -1 <= self.match_sink <= 1),
             f"match_sink {self.match_sink} needs decoder_match > 0 and a value in [-1, 1]",
+        )
+        require(
+            self.match_gate is None or (self.match_sink is not None and len(self.match_gate) == 2),
+            f"match_gate {self.match_gate} needs match_sink and is (slope, threshold)",
         )
         require(
             self.paint_activation in PAINT_ACTIVATIONS,

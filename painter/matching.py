@@ -8,8 +8,10 @@ prompt's keys never depend on the query beside it) and the tapped transformer fe
 colours of the visible prompt-target cells, weighted by key similarity. The propagated colours
 enter the decoder's convolutions as three extra channels and are added to its output through a
 learned per-channel gain, so a model starts from "paint what looks like the prompt's target"
-and learns when to depart from it. With P prompts per query, a query's cells attend to the
-visible cells of all P prompts at once (the ensemble reads one joint memory).
+and learns when to depart from it. With a sink (a none-of-the-above cell) and a gate, the decoder
+paints only where a cell found its like among the visible ones. With P prompts per query, a
+query's cells attend to the visible cells of all P prompts at once (the ensemble reads one joint
+memory).
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ class MatchHead(nn.Module):
             holds one more, black cell whose similarity to any key is this value, so a cell
             that resembles no visible cell better than the threshold paints background instead
             of the mean colour of whatever it resembles least badly.
+        gate: None, or the starting ``(slope, threshold)`` of a learned gate on the decoder's own
+            painting (needs ``sink``): each cell's ``matched`` share, the softmax weight its
+            propagation gives to visible cells rather than to the sink, opens the gate as
+            ``sigmoid(slope * (matched - threshold))``, so the decoder paints only where the
+            prompt shows something alike and cannot add objects the prompt never showed.
+            :meth:`propagate` then returns the share as a fourth channel.
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class MatchHead(nn.Module):
         sigmoid: bool,
         colour_bins: int = 0,
         sink: float | None = None,
+        gate: tuple[float, float] | None = None,
         in_chans: int = 3,
     ) -> None:
         super().__init__()
@@ -81,6 +90,15 @@ class MatchHead(nn.Module):
             # at the start, so a new model begins from colour-context matching.
             self.mix = nn.Parameter(torch.tensor([math.log(4.0), 0.0]))
         self.sink = None if sink is None else nn.Parameter(torch.tensor(float(sink)))
+        if gate is not None and sink is None:
+            raise ValueError("a match gate reads the sink's share: it needs sink")
+        self.gate = None if gate is None else nn.Parameter(torch.tensor([float(g) for g in gate]))
+
+    @property
+    def channels(self) -> int:
+        """Channels of what :meth:`propagate` returns: the colours, plus the matched share when
+        there is a gate."""
+        return 3 if self.gate is None else 4
 
     def keys(self, halves: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Unit keys of every cell of each half.
@@ -136,9 +154,12 @@ class MatchHead(nn.Module):
                 prompt's cells as against one prompt's (its score gains log(prompts)), so P
                 copies of one prompt paint what that prompt paints alone.
         Returns:
-            (G, Nq, 3); a group without a visible cell gets 0 (black).
+            (G, Nq, :attr:`channels`): the colours, then (with a gate) the share of the weight
+            on visible cells; a group without a visible cell gets 0 (black, nothing matched).
         """
         scale = self.log_scale.exp().float()
+        if self.gate is not None:  # the share rides along as a value: 1 per cell, 0 for the sink
+            values = torch.cat([values, values.new_ones(values.shape[:2] + (1,))], dim=2)
         g, m, c = memory.shape
         bias = torch.zeros(g, 1, m, device=memory.device)
         if valid is not None:
@@ -161,9 +182,18 @@ class MatchHead(nn.Module):
     def direct(self, propagated: torch.Tensor) -> torch.Tensor:
         """The propagated colours (B, 3, H, W) in [0, 1] as a term of the decoder's raw output."""
         gain = self.gain.view(1, 3, 1, 1)
+        colours = propagated[:, :3]
         if self.sigmoid:
-            return gain * (2 * propagated - 1)
-        return gain * normalize(propagated)
+            return gain * (2 * colours - 1)
+        return gain * normalize(colours)
+
+    def gated(self, painted: torch.Tensor, propagated: torch.Tensor) -> torch.Tensor:
+        """The decoder's own output (B, 3, H, W) through the gate (unchanged without one)."""
+        if self.gate is None:
+            return painted
+        slope, threshold = self.gate.float()
+        opening = torch.sigmoid(slope * (propagated[:, 3:] - threshold))  # (B, 1, H, W)
+        return painted * opening.to(painted.dtype)
 
     def paint_canvases(
         self,
@@ -182,7 +212,7 @@ class MatchHead(nn.Module):
             prompts_per_query: P; each canvas reads the visible prompt-half cells of its
                 query's P canvases.
         Returns:
-            (B, 3, H, W) intensities in [0, 1].
+            (B, :attr:`channels`, H, W) intensities in [0, 1] (and the matched share).
         """
         b, _, height, width = images.shape
         keys = self.canvas_keys(images, features)  # (B, c, Hk, Wk)
@@ -203,7 +233,7 @@ class MatchHead(nn.Module):
         out = self.propagate(
             grouped(keys), memory, grouped(values[:, :, :top]), valid, prompts=prompts_per_query
         )
-        out = out.reshape(b, hk * wk, 3).transpose(1, 2).reshape(b, 3, hk, wk)
+        out = out.reshape(b, hk * wk, -1).transpose(1, 2).reshape(b, self.channels, hk, wk)
         return upsample_cells(out, (height, width))
 
     def paint_query_rows(
@@ -223,7 +253,7 @@ class MatchHead(nn.Module):
             prompt_features: (Q * P, hp, w, F) tapped features of every prompt row.
             features: (Q, 1 + hq, w, F) tapped features of the context row and the query rows.
         Returns:
-            (Q, 3, (1 + hq) * p, W) intensities in [0, 1].
+            (Q, :attr:`channels`, (1 + hq) * p, W) intensities in [0, 1] (and the matched share).
         """
         n_q, n_p = prompt_images.shape[:2]
         up = self.patch_size // MATCH_STRIDE
@@ -240,7 +270,7 @@ class MatchHead(nn.Module):
         out = self.propagate(
             cells.flatten(2).transpose(1, 2), memory(prompt_keys), memory(values), prompts=n_p
         )
-        out = out.transpose(1, 2).reshape(n_q, 3, rows, wk)
+        out = out.transpose(1, 2).reshape(n_q, self.channels, rows, wk)
         return upsample_cells(out, (rows * MATCH_STRIDE, wk * MATCH_STRIDE))
 
 

@@ -49,6 +49,7 @@ class PainterModel(nn.Module):
                 sigmoid=config.paint_activation == "sigmoid",
                 colour_bins=config.match_colour_bins,
                 sink=config.match_sink,
+                gate=config.match_gate,
                 in_chans=config.vit.in_chans,
             )
             if config.decoder_match
@@ -156,9 +157,10 @@ class PainterModel(nn.Module):
         self, features: torch.Tensor, images: torch.Tensor, propagated: torch.Tensor | None
     ) -> torch.Tensor:
         """The decoder's raw output, plus the match head's direct term when there is one."""
-        out = self.decoder(features, images, propagated)
-        if propagated is not None:
-            out = out + self.matcher.direct(propagated).to(out.dtype)
+        if propagated is None:
+            return self.decoder(features, images, None)
+        out = self.matcher.gated(self.decoder(features, images, propagated[:, :3]), propagated)
+        return out + self.matcher.direct(propagated).to(out.dtype)
         return out
 
     def to_canvas(self, out: torch.Tensor) -> torch.Tensor:

@@ -199,8 +199,17 @@ def seggpt_match_colour() -> PainterConfig:
 
 @register
 def seggpt_match_sink() -> PainterConfig:
-    """The bundled demo model (configs/demo_seggpt.yaml, stage 3): ``seggpt_match_colour`` whose
+    """Stage 3 of the demo model (configs/demo_seggpt_stage3.yaml): ``seggpt_match_colour`` whose
     match memory also holds a black none-of-the-above cell (``match_sink``, a learned similarity
     threshold starting at 0.85), so query cells that resemble nothing in the prompt well enough
     paint background."""
     return dataclasses.replace(seggpt_match_colour(), match_sink=0.85)
+
+
+@register
+def seggpt_match_gate() -> PainterConfig:
+    """The bundled demo model (configs/demo_seggpt.yaml, stage 4): ``seggpt_match_sink`` whose
+    decoder paints only where the match head found the cell's like among the visible cells
+    (``match_gate``: slope 80, threshold 0.95 on the share of the propagation that did not go to
+    the sink, chosen on training-family validation episodes, README, Training)."""
+    return dataclasses.replace(seggpt_match_sink(), match_gate=(80.0, 0.95))

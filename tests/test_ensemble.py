@@ -132,8 +132,14 @@ def test_tile_grid_fills_every_cell():
             "match_sink": 0.3,
             "paint_activation": "sigmoid",
         },
+        {
+            "decoder_match": 8,
+            "match_sink": 0.3,
+            "match_gate": (20.0, 0.5),
+            "paint_activation": "sigmoid",
+        },
     ],
-    ids=["guided", "linear", "sigmoid", "match", "match-colour", "match-sink"],
+    ids=["guided", "linear", "sigmoid", "match", "match-colour", "match-sink", "match-gate"],
 )
 def test_decoder_extensions_fast_path_matches_forward(tmp_path, extension):
     """With the image-guided decoder (decoder_guide > 0), the linear painting path

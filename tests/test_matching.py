@@ -84,6 +84,45 @@ def test_the_sink_needs_the_match_head_and_a_cosine():
     assert "matcher.sink" in model.state_dict()
 
 
+def test_the_gate_lets_the_decoder_paint_only_where_a_visible_cell_matched():
+    head = MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=True, sink=0.5, gate=(40, 0.5))
+    with torch.no_grad():
+        head.log_scale.fill_(torch.log(torch.tensor(200.0)))
+    memory = F.normalize(torch.eye(4)[None, :2], dim=-1)
+    values = torch.tensor([[[1.0, 0.5, 0.25], [0.2, 1.0, 0.0]]])
+    queries = torch.eye(4)[None, [1, 3]]  # cell 1's key (cosine 1), then a key like nothing
+    out = head.propagate(queries, memory, values)
+    assert head.channels == 4 and out.shape == (1, 2, 4)
+    assert torch.allclose(out[0, 0], torch.tensor([0.2, 1.0, 0.0, 1.0]), atol=1e-4)
+    assert out[0, 1].abs().max() < 1e-4  # all its weight went to the sink: black, share 0
+    # On pixels: the decoder's own painting passes where the share is high, is shut elsewhere;
+    # the direct term reads the colours only.
+    propagated = out.transpose(1, 2).reshape(1, 4, 1, 2)
+    painted = torch.full((1, 3, 1, 2), 2.5)
+    gated = head.gated(painted, propagated)
+    assert torch.allclose(gated[..., 0], painted[..., 0], atol=1e-4)
+    assert gated[..., 1].abs().max() < 1e-4
+    assert torch.allclose(
+        head.direct(propagated),
+        head.gain.view(1, 3, 1, 1) * (2 * out.transpose(1, 2)[:, :3, None] - 1),
+    )
+    # Both gate parameters are reached by the loss.
+    head = MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=True, sink=0.3, gate=(5, 0.5))
+    propagated = head.propagate(queries, memory, values).transpose(1, 2).reshape(1, 4, 1, 2)
+    head.gated(painted, propagated).sum().backward()
+    assert head.gate.grad is not None and (head.gate.grad.abs() > 0).all()
+    # Without a sink every cell's weight is on visible cells: a gate would never close.
+    with pytest.raises(ValueError, match="needs sink"):
+        MatchHead(feature_dim=8, key_dim=4, patch_size=8, sigmoid=True, gate=(40, 0.5))
+    base = get_config("seggpt_test")
+    with pytest.raises(ConfigError, match="match_gate"):
+        dataclasses.replace(base, decoder_match=8, match_gate=(40.0, 0.5))
+    model = build_model(
+        dataclasses.replace(base, decoder_match=8, match_sink=0.5, match_gate=(40.0, 0.9))
+    )
+    assert model.matcher.gate.tolist() == pytest.approx([40.0, 0.9])
+
+
 def test_propagate_in_chunks_equals_one_piece(monkeypatch):
     head = _head()
     g = torch.Generator().manual_seed(0)

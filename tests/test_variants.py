@@ -96,6 +96,7 @@ def painter_count(config: PainterConfig) -> int:
         total += _linear(tapped, k) + _conv(2 * k, k, 1) + 1 + 3
         total += 2 if config.match_colour_bins else 0
         total += 1 if config.match_sink is not None else 0
+        total += 2 if config.match_gate is not None else 0
     return total
 
 

@@ -49,6 +49,8 @@ demo-model: install photos
 	$(PY) -m tools.train --config configs/demo_seggpt_stage2.yaml --out runs/demo_stage2
 	$(PY) -m tools.train --config configs/demo_seggpt_stage3.yaml --out runs/demo_stage3
 	$(PY) -m tools.train --config configs/demo_seggpt.yaml --out runs/demo_seggpt --export seggpt/weights/demo_seggpt.safetensors
+	cp runs/demo_stage3/curves.png seggpt/weights/demo_seggpt.curves.png
+	cp runs/demo_stage3/metrics.csv seggpt/weights/demo_seggpt.metrics.csv
 
 demo-promptable: install
 	$(PY) -m tools.train_promptable --config configs/demo_promptable.yaml --out runs/demo_promptable_stage1 --export runs/demo_promptable_stage1/model.safetensors

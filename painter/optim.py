@@ -17,7 +17,8 @@ class OptimConfig:
     """AdamW with a linear warm-up and cosine decay; the base of every training config.
 
     Attributes:
-        steps: optimiser steps of the run (the length of the schedule).
+        steps: optimiser steps of the run (the length of the schedule); 0 trains nothing (a
+            run that only reads its ``init`` as its model, evaluates and exports it).
         lr: peak learning rate (absolute), reached after ``warmup_steps``; cosine to ``min_lr``.
         min_lr: the schedule's floor (and the warm-up's start).
         warmup_steps: linear warm-up steps.
@@ -36,9 +37,12 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.steps > 0, "steps must be > 0"),
+            (self.steps >= 0, "steps must be >= 0"),
             (self.lr > 0 and 0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr and lr > 0"),
-            (0 <= self.warmup_steps < self.steps, "warmup_steps must be in [0, steps)"),
+            (
+                0 <= self.warmup_steps < max(self.steps, 1),
+                "warmup_steps must be in [0, steps) (0 when steps is 0)",
+            ),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas in [0, 1)"),
             (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
@@ -80,7 +84,7 @@ def warmup_cosine(
     Each parameter group decays from its own ``lr`` (so layer-wise decay keeps its ratios)."""
     return CosineLRScheduler(
         optimizer,
-        t_initial=steps,
+        t_initial=max(steps, 1),
         lr_min=min_lr,
         warmup_t=warmup_steps,
         warmup_lr_init=min_lr,

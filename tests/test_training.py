@@ -48,6 +48,27 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(v, a[k]) for k, v in loaded.state_dict().items())
 
 
+def test_a_run_of_zero_steps_exports_its_init_unchanged(tmp_path):
+    """steps=0 trains nothing: the run reads its init as its model (a later recipe stage that
+    only changes a setting), and exports it with its report; no curves without steps."""
+    config = load_train_config(SMOKE, ["steps=2", "eval_every=0", "model=seggpt_test"])
+    first = Trainer(config, tmp_path / "first", device="cpu")
+    first.fit()
+    init = str(first.latest_checkpoint())
+    zero = load_train_config(
+        SMOKE, ["steps=0", "warmup_steps=0", "eval_every=0", "model=seggpt_test", f"init={init}"]
+    )
+    trainer = Trainer(zero, tmp_path / "zero", device="cpu")
+    assert trainer.fit().step == 0
+    report = trainer.export(tmp_path / "zero.safetensors")
+    assert report["step"] == 0 and report["train_seconds"] is None
+    assert not (tmp_path / "zero" / "curves.png").exists()
+    exported = load_model(tmp_path / "zero.safetensors").state_dict()
+    assert all(torch.equal(v, exported[k]) for k, v in _weights(first).items())
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        load_train_config(SMOKE, ["steps=0", "warmup_steps=1"])
+
+
 def test_resume_refuses_another_config(tmp_path):
     config = load_train_config(SMOKE, ["steps=2", "eval_every=0"])
     trainer = Trainer(config, tmp_path, device="cpu")

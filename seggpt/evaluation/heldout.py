@@ -141,6 +141,30 @@ def build_eval_sets(config: EvalSetsConfig = EvalSetsConfig()) -> dict[str, list
     return sets
 
 
+def validation_sets(
+    num_episodes: int = 48, *, seed: int = 777, shots: int = 4, image_size=(256, 256)
+) -> dict[str, list[EvalEpisode]]:
+    """Episodes of the *training* distribution under another seed, for choosing a setting
+    (a threshold, a gate) before the held-out sets are read; never a proof of transfer.
+
+    ``same-look``: same-look episodes of the training families; ``photos``: two views of the
+    training photos (left out, with a warning, when no package ships them).
+    """
+    config = OpenSetConfig(image_size=tuple(image_size), group_size=shots + 1)
+    source = OpenSetSource(config, seed=seed, look=LookMode.SAME_LOOK, name="val-same-look")
+    sets = {
+        "same-look": build_eval_episodes(source, num_episodes=num_episodes, shots=shots, seed=seed)
+    }
+    try:
+        photos = PhotoSource(installed_photos(PhotoSplit.TRAIN), max_side=512, name="val-photos")
+        sets["photos"] = two_view_episodes(
+            photos, num_episodes=num_episodes, shots=shots, seed=seed, view_size=image_size
+        )
+    except DatasetError as error:
+        logger.warning("validation photo set skipped: %s", error)
+    return sets
+
+
 @dataclass(frozen=True)
 class SetScores:
     """One set's one-shot report (with baselines) and its few-shot mIoU on the same episodes."""

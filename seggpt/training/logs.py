@@ -64,7 +64,8 @@ class RunLogs:
     def close(self, history: list[dict[str, float]]) -> None:
         if self.tb is not None:
             self.tb.close()
-        plot_curves(history, self.run_dir / "curves.png")
+        if history:  # a run of 0 steps (only evaluated and exported) has no curves
+            plot_curves(history, self.run_dir / "curves.png")
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> None:

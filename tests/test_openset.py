@@ -213,3 +213,25 @@ def test_data_weights_replace_drop_and_check_the_mixture_entries():
         )
         with pytest.raises(ConfigError, match=message):
             build_train_dataset(config, get_config("seggpt_openset"))
+
+
+def test_validation_sets_draw_the_training_distribution_under_their_own_seed(monkeypatch):
+    """The sets that choose settings (a gate, a threshold) come from the training families and
+    the training photos, are the same on every call, and are not the held-out episodes."""
+    from seggpt.evaluation import heldout
+
+    asked = []
+    real = heldout.installed_photos
+    monkeypatch.setattr(
+        heldout, "installed_photos", lambda split, **kw: asked.append(split) or real(split, **kw)
+    )
+    first = heldout.validation_sets(3, shots=1)
+    again = heldout.validation_sets(3, shots=1)
+    assert asked == [PhotoSplit.TRAIN, PhotoSplit.TRAIN]
+    assert len(first["same-look"]) == 3
+    for a, b in zip(first["same-look"], again["same-look"]):
+        np.testing.assert_array_equal(a.query_image, b.query_image)
+        np.testing.assert_array_equal(a.prompt_masks[0], b.prompt_masks[0])
+    held = build_eval_sets(EvalSetsConfig(num_episodes=3, shots=1, names=("same-look",)))
+    for a, b in zip(first["same-look"], held["same-look"]):
+        assert not np.array_equal(a.query_image, b.query_image)

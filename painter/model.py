@@ -156,12 +156,12 @@ class PainterModel(nn.Module):
     def _decode(
         self, features: torch.Tensor, images: torch.Tensor, propagated: torch.Tensor | None
     ) -> torch.Tensor:
-        """The decoder's raw output, plus the match head's direct term when there is one."""
+        """The decoder's raw output, plus the match head's direct term when there is one (the
+        decoder's own part through the match gate, when the head has one)."""
         if propagated is None:
             return self.decoder(features, images, None)
         out = self.matcher.gated(self.decoder(features, images, propagated[:, :3]), propagated)
         return out + self.matcher.direct(propagated).to(out.dtype)
-        return out
 
     def to_canvas(self, out: torch.Tensor) -> torch.Tensor:
         """The decoder's raw output (B, 3, H, W) as a painted canvas in the normalised space."""

@@ -119,17 +119,16 @@ def build_eval_sets(config: EvalSetsConfig = EvalSetsConfig()) -> dict[str, list
                 source, num_episodes=config.num_episodes, shots=config.shots, seed=config.seed
             )
     if "photos" in config.names:
-        try:
-            photos = PhotoSource(installed_photos(PhotoSplit.HELD_OUT), max_side=512, name="photos")
-            sets["photos"] = two_view_episodes(
-                photos,
-                num_episodes=config.num_episodes,
-                shots=config.shots,
-                seed=config.seed,
-                view_size=config.image_size,
-            )
-        except DatasetError as error:
-            logger.warning("held-out photo set skipped: %s", error)
+        photos = _photo_views(
+            PhotoSplit.HELD_OUT,
+            "photos",
+            num_episodes=config.num_episodes,
+            shots=config.shots,
+            seed=config.seed,
+            view_size=config.image_size,
+        )
+        if photos is not None:
+            sets["photos"] = photos
     if "lettering" in config.names:
         try:
             images, masks = lettering_words()
@@ -155,14 +154,38 @@ def validation_sets(
     sets = {
         "same-look": build_eval_episodes(source, num_episodes=num_episodes, shots=shots, seed=seed)
     }
+    photos = _photo_views(
+        PhotoSplit.TRAIN,
+        "val-photos",
+        num_episodes=num_episodes,
+        shots=shots,
+        seed=seed,
+        view_size=tuple(image_size),
+    )
+    if photos is not None:
+        sets["photos"] = photos
+    return sets
+
+
+def _photo_views(
+    split: PhotoSplit,
+    name: str,
+    *,
+    num_episodes: int,
+    shots: int,
+    seed: int,
+    view_size: tuple[int, int],
+) -> list[EvalEpisode] | None:
+    """Two-view episodes of the installed photos of ``split``; None, with a warning, when no
+    installed package ships any."""
     try:
-        photos = PhotoSource(installed_photos(PhotoSplit.TRAIN), max_side=512, name="val-photos")
-        sets["photos"] = two_view_episodes(
-            photos, num_episodes=num_episodes, shots=shots, seed=seed, view_size=image_size
+        photos = PhotoSource(installed_photos(split), max_side=512, name=name)
+        return two_view_episodes(
+            photos, num_episodes=num_episodes, shots=shots, seed=seed, view_size=view_size
         )
     except DatasetError as error:
-        logger.warning("validation photo set skipped: %s", error)
-    return sets
+        logger.warning("%s photo set (%s) skipped: %s", split.value, name, error)
+        return None
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,38 @@ def masked_palette_cross_entropy(
     )  # (B, HW)
     weight = weight.flatten(1) * known.to(pred.dtype)  # (B, HW)
     return (per_pixel * weight).sum() / (weight.sum() + eps)
+
+
+def masked_soft_dice(
+    intensities: torch.Tensor,
+    target: torch.Tensor,
+    patch_mask: torch.Tensor,
+    *,
+    patch_size: int,
+    valid: torch.Tensor | None = None,
+    smooth: float = 1.0,
+) -> torch.Tensor:
+    """One minus the soft Dice overlap of painted and true intensities over hidden pixels, per
+    canvas and colour channel, averaged.
+
+    Unlike a per-pixel loss, the Dice term scores each canvas's painting as a whole, like the
+    IoU a mask is judged by: painting an object the prompt never showed costs as much as
+    missing the target, however large either is, and painting black is no safe compromise.
+
+    Args:
+        intensities: (B, 3, H, W) painted intensities in [0, 1] (differentiable).
+        target: (B, 3, H, W) true intensities in [0, 1].
+        patch_mask: (B, h * w), True where the patch was hidden from the model.
+        valid: optional (B, H, W) per-pixel weights.
+        smooth: added to the overlap and to the total, in pixels; a channel the target leaves
+            black scores ``smooth / (painted + smooth)``, so painting it is penalised too.
+    Returns:
+        scalar in [0, 1] (0 when nothing is hidden).
+    """
+    weight = hidden_pixel_weights(patch_mask, patch_size, intensities, valid)[:, None]
+    painted = intensities * weight
+    truth = target.clamp(0.0, 1.0) * weight
+    overlap = (painted * truth).sum(dim=(2, 3))  # (B, 3)
+    total = painted.sum(dim=(2, 3)) + truth.sum(dim=(2, 3))
+    dice = (2 * overlap + smooth) / (total + smooth)
+    return 1.0 - dice.mean()

@@ -192,3 +192,36 @@ def test_palette_cross_entropy_matches_a_pixel_by_pixel_computation():
     assert float(exact) < float(dim)
     nothing = torch.zeros_like(patch_mask)
     assert float(masked_palette_cross_entropy(pred, target, nothing, patch_size=2)) == 0.0
+
+
+def test_soft_dice_matches_a_hand_computation_and_judges_whole_paintings():
+    from painter.losses import masked_soft_dice
+
+    gen = torch.Generator().manual_seed(1)
+    truth = (torch.rand(2, 3, 8, 8, generator=gen) > 0.6).float()
+    painted = torch.rand(2, 3, 8, 8, generator=gen)
+    patch_mask = torch.rand(2, 16, generator=gen) < 0.5
+    hidden = patch_mask.view(2, 1, 4, 4).repeat_interleave(2, 2).repeat_interleave(2, 3).float()
+    want = []
+    for b in range(2):
+        for c in range(3):
+            p, t, w = painted[b, c], truth[b, c], hidden[b, 0]
+            want.append(1 - (2 * (p * t * w).sum() + 1) / ((p * w).sum() + (t * w).sum() + 1))
+    got = masked_soft_dice(painted, truth, patch_mask, patch_size=2)
+    assert float(got) == pytest.approx(float(torch.stack(want).mean()), rel=1e-5)
+    # a perfect painting of a large target scores near 0; painting an extra object of the
+    # target's size costs about as much as missing the target, painting black the most
+    big = torch.zeros(1, 3, 16, 16)
+    big[:, 0, :, :8] = 1.0  # the target: the left half, red
+    everything = torch.ones(1, 16, dtype=torch.bool)
+    extra = big.clone()
+    extra[:, 0, :, 8:] = 1.0
+    missing = big.clone()
+    missing[:, 0, :8] = 0.0
+    score = [
+        float(masked_soft_dice(x, big, everything, patch_size=4))
+        for x in (big, extra, missing, torch.zeros_like(big))
+    ]
+    assert score[0] < 0.01
+    assert abs(score[1] - score[2]) < 0.05 and score[3] > max(score[1], score[2])
+    assert float(masked_soft_dice(painted, truth, torch.zeros_like(patch_mask), patch_size=2)) == 0

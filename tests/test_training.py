@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -67,6 +68,66 @@ def test_a_run_of_zero_steps_exports_its_init_unchanged(tmp_path):
     assert all(torch.equal(v, exported[k]) for k, v in _weights(first).items())
     with pytest.raises(ConfigError, match="warmup_steps"):
         load_train_config(SMOKE, ["steps=0", "warmup_steps=1"])
+
+
+def test_the_dice_term_joins_the_loss_and_pushes_painting_towards_the_target(tmp_path):
+    """dice_weight adds the soft Dice of the painted intensities over hidden pixels (no
+    foreground weighting) to the model's loss, and its gradient raises painting on target
+    pixels and lowers it on black ones."""
+    from painter.losses import masked_soft_dice
+    from painter.ops import denormalize, normalize
+    from seggpt.training.objective import training_loss
+
+    config = load_train_config(SMOKE, ["steps=2", "model=seggpt_test", "dice_weight=0.5"])
+    trainer = Trainer(config, tmp_path, device="cpu")
+    batch = next(trainer._batches(0))
+    targets = normalize(batch.target)
+    pred = torch.zeros(targets.shape, requires_grad=True)  # raw output: a uniform grey
+    loss = training_loss(trainer.model, config, pred, targets, batch)
+    plain = training_loss(
+        trainer.model, dataclasses.replace(config, dice_weight=0.0), pred, targets, batch
+    )
+    patch = trainer.model.config.vit.patch_size
+    painted = denormalize(trainer.model.to_canvas(pred).float()).clamp(0, 1)
+    dice = masked_soft_dice(
+        painted, batch.target, batch.patch_mask, patch_size=patch, valid=batch.valid
+    )
+    assert float((loss - plain).detach()) == pytest.approx(0.5 * float(dice.detach()), rel=1e-5)
+    (grad,) = torch.autograd.grad(loss - plain, pred)
+    hidden = batch.patch_mask.view(len(targets), 1, *[n // patch for n in targets.shape[2:]])
+    hidden = hidden.repeat_interleave(patch, 2).repeat_interleave(patch, 3).expand_as(grad)
+    lit = (batch.target > 0.5) & hidden
+    dark = (batch.target < 0.01) & hidden
+    assert lit.any() and dark.any()
+    assert float(grad[lit].mean()) < 0 < float(grad[dark].mean())
+    with pytest.raises(ConfigError, match="dice_weight"):
+        load_train_config(SMOKE, ["dice_weight=-1"])
+
+
+def test_set_parameters_recalibrates_named_parameters_after_init(tmp_path):
+    """set_parameters writes values into named parameters after init (how the demo recipe's
+    last stage sets the match head's gate and temperature); wrong names and shapes are config
+    errors that say what the model has."""
+    base = load_train_config(SMOKE, ["steps=2", "eval_every=0", "model=seggpt_smoke_match"])
+    trainer = Trainer(base, tmp_path / "base", device="cpu")
+    names = dict(trainer.model.named_parameters())
+    assert "matcher.log_scale" in names and "matcher.gain" in names
+    values = {"matcher.log_scale": 3.5, "matcher.gain": [1.0, 2.0, 3.0]}
+    config = dataclasses.replace(base, set_parameters=values)
+    model = Trainer(config, tmp_path / "set", device="cpu").model
+    assert model.matcher.log_scale.item() == 3.5
+    assert model.matcher.gain.tolist() == [1.0, 2.0, 3.0]
+    untouched = {k: v for k, v in model.state_dict().items() if k not in values}
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in untouched.items())
+    for wrong, message in [
+        ({"matcher.log_scal": 1.0}, "no parameter 'matcher.log_scal'.*matcher.log_scale"),
+        ({"matcher.gain": [1.0, 2.0]}, r"matcher.gain has shape \(3,\)"),
+        ({"matcher.gain": "high"}, "wants numbers"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            Trainer(dataclasses.replace(base, set_parameters=wrong), tmp_path / "x", device="cpu")
+    with pytest.raises(ConfigError, match="set_parameters"):
+        load_train_config(SMOKE, ["set_parameters=3"])
 
 
 def test_resume_refuses_another_config(tmp_path):

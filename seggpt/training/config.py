@@ -79,6 +79,9 @@ class TrainConfig(OptimConfig):
     Attributes:
         model: registry variant to build.
         init: optional checkpoint to start from (official Painter/SegGPT, native, HF, MAE ViT).
+        set_parameters: parameter name -> value, set after ``init`` is read (a fresh run only;
+            a resumed run has them in its checkpoint): a 0-step stage's recalibration of a
+            trained model, e.g. ``matcher.gate: [80, 0.97]``.
         batch_size: episodes per process per micro-batch.
         accum_steps: micro-batches per optimiser step.
         clip_grad: gradient-norm clip (0 = none).
@@ -91,6 +94,9 @@ class TrainConfig(OptimConfig):
             Painter's loss alone); it trains the nearest-colour decision that decodes a painting
             into a mask (``painter.losses.masked_palette_cross_entropy``).
         palette_temperature: its distance scale, in normalised colour units.
+        dice_weight: weight of a soft Dice term on the painted intensities
+            (``painter.losses.masked_soft_dice``; 0 = none): it judges each canvas's painting as
+            a whole, as the IoU of its mask is, so over-painting costs what missing costs.
         grad_checkpointing: recompute block activations in the backward pass.
         precision: fp32, bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling).
         parallel: DDP or FSDP when started with more than one process.
@@ -100,6 +106,7 @@ class TrainConfig(OptimConfig):
 
     model: str = "seggpt_vit_tiny"
     init: str | None = None
+    set_parameters: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     accum_steps: int = 1
     clip_grad: float = 3.0
@@ -108,6 +115,7 @@ class TrainConfig(OptimConfig):
     foreground_weight: float = 1.0
     palette_weight: float = 0.0
     palette_temperature: float = 0.5
+    dice_weight: float = 0.0
     grad_checkpointing: bool = False
     precision: Precision = Precision.FP32
     parallel: Parallel = Parallel.DDP
@@ -129,6 +137,8 @@ class TrainConfig(OptimConfig):
             (self.foreground_weight > 0, "foreground_weight must be > 0"),
             (self.palette_weight >= 0, "palette_weight must be >= 0"),
             (self.palette_temperature > 0, "palette_temperature must be > 0"),
+            (self.dice_weight >= 0, "dice_weight must be >= 0"),
+            (isinstance(self.set_parameters, dict), "set_parameters must map names to values"),
             (self.loss_beta is None or self.loss_beta > 0, "loss_beta must be None or > 0"),
             (self.keep_last >= 1, "keep_last must be >= 1"),
             (0 <= self.data.mask_ratio <= 1, "data.mask_ratio must be in [0, 1]"),

@@ -16,7 +16,7 @@ from painter.checkpoint import (
     read_checkpoint,
     torch_load,
 )
-from painter.errors import CheckpointError
+from painter.errors import CheckpointError, ConfigError
 from painter.model import PainterModel
 from seggpt.loading import resolve_source
 
@@ -81,3 +81,36 @@ def initialise_from(model: PainterModel, source: str | os.PathLike) -> LoadRepor
     model.load_state_dict(state, strict=False)
     missing = [k for k in own if k not in state]
     return LoadReport(where, CheckpointFormat.OFFICIAL, missing=missing)
+
+
+def set_parameters(model: torch.nn.Module, values: dict[str, object]) -> None:
+    """Set named parameters of ``model`` to given values (a run's ``set_parameters``): how a
+    0-step recipe stage recalibrates a trained model's scalars, such as a match head's gate and
+    temperature, with the values in its config for all to read.
+
+    Args:
+        values: parameter name -> a number or (nested) list of the parameter's shape.
+    Raises:
+        ConfigError: a name the model lacks (the message lists the model's parameters of that
+            prefix), or a value that is not numbers of the parameter's shape.
+    """
+    own = dict(model.named_parameters())
+    for name, value in values.items():
+        if name not in own:
+            prefix = name.rsplit(".", 1)[0]
+            near = sorted(n for n in own if n.startswith(prefix + "."))[:8]
+            raise ConfigError(
+                f"set_parameters: the model has no parameter {name!r} (nearby: {near})"
+            )
+        param = own[name]
+        try:
+            tensor = torch.as_tensor(value, dtype=param.dtype)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"set_parameters: {name} wants numbers: {error}") from error
+        if tensor.shape != param.shape:
+            raise ConfigError(
+                f"set_parameters: {name} has shape {tuple(param.shape)}, the value "
+                f"{tuple(tensor.shape)}"
+            )
+        with torch.no_grad():
+            param.copy_(tensor)

@@ -34,7 +34,6 @@ from data_mixtures.records import collate_episodes
 from painter.checkpoint import atomic_write, file_sha256, save_native, torch_load
 from painter.devices import autocast
 from painter.errors import CheckpointError
-from painter.losses import foreground_weights, masked_palette_cross_entropy
 from painter.model import PainterModel
 from painter.ops import normalize
 from painter.optim import build_optimizer
@@ -46,8 +45,9 @@ from seggpt.predictor import SegGPTPredictor, resolve_device
 from seggpt.training.config import Parallel, Precision, TrainConfig, config_from_dict
 from seggpt.training.data import build_eval_sets, build_train_dataset
 from seggpt.training.distributed import setup_distributed
-from seggpt.training.init_weights import initialise_from
+from seggpt.training.init_weights import initialise_from, set_parameters
 from seggpt.training.logs import RunLogs, eval_row
+from seggpt.training.objective import training_loss
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -91,6 +91,7 @@ class Trainer:
                 len(report.missing),
                 report.missing[:3],
             )
+        set_parameters(model, config.set_parameters)
         model.set_grad_checkpointing(config.grad_checkpointing)
         self.model: PainterModel = model.to(device)
         self.wrapped = self._wrap(model)
@@ -169,7 +170,7 @@ class Trainer:
                     pred = self.wrapped(
                         images, targets, batch.patch_mask, raw=True, **self._type_kwargs(batch)
                     )
-                loss = self._loss(pred, targets, batch)
+                loss = training_loss(self.model, self.config, pred, targets, batch)
                 self.scaler.scale(loss / cfg.accum_steps).backward()
             total += loss.item() / cfg.accum_steps
         if cfg.clip_grad > 0:
@@ -181,27 +182,6 @@ class Trainer:
         self.step += 1
         self.scheduler.step_update(self.step)
         return total
-
-    def _loss(self, pred: torch.Tensor, targets: torch.Tensor, batch) -> torch.Tensor:
-        """The model's masked loss on its raw output ``pred``, plus the palette cross-entropy of
-        the painted canvas when configured."""
-        weights = self._weights(batch)
-        loss = self.model.loss(pred, targets, batch.patch_mask, weights)
-        if self.config.palette_weight > 0:
-            loss = loss + self.config.palette_weight * masked_palette_cross_entropy(
-                self.model.to_canvas(pred).float(),
-                targets.float(),
-                batch.patch_mask,
-                patch_size=self.model.config.vit.patch_size,
-                valid=weights,
-                temperature=self.config.palette_temperature,
-            )
-        return loss
-
-    def _weights(self, batch) -> torch.Tensor:
-        """Per-pixel loss weights: the batch's ``valid`` times ``foreground_weight`` on coloured
-        (non-black) target pixels."""
-        return foreground_weights(batch.target, self.config.foreground_weight, batch.valid)
 
     def _type_kwargs(self, batch) -> dict:
         return {"seg_type": batch.seg_type} if self.model.config.type_tokens else {}

@@ -181,8 +181,10 @@ class PainterModel(nn.Module):
 
         The query half of every canvas is the same for all P prompts and stays the same under the
         ensemble, so its tokens are computed once per query instead of once per prompt, and only
-        the query half is decoded. Equals :meth:`forward` with the ensemble up to rounding.
-        Inference only (drop path is skipped).
+        the query half is decoded. Where all Q queries have the same prompt targets (one prepared
+        prompt set over a batch), the target stream's blocks before the merge, which never see a
+        query image, run once for all of them. Equals :meth:`forward` with the ensemble up to
+        rounding. Inference only (drop path is skipped).
 
         Args:
             prompt_images, prompt_targets: (Q, P, 3, H/2, W) normalised.
@@ -222,6 +224,12 @@ class PainterModel(nn.Module):
             qx, qy = qx + extra, qy + extra
         prompt_tok = torch.stack([px, py])  # (S=2, QP, hp, w, C)
         query_tok = torch.stack([qx, qy])  # (S=2, Q, hq, w, C)
+        # Before the merge the target stream never sees a query image: with the same prompts
+        # for every query its blocks run once, for the first query, and serve all of them.
+        target = None
+        if _same_for_all(prompt_targets, extra):
+            target = (prompt_tok[1:, :n_p], query_tok[1:, :1])  # (1, P, ...), (1, 1, ...)
+            prompt_tok, query_tok = prompt_tok[:1], query_tok[:1]  # the image stream
         taps, prompt_taps = [], []
         match = self.matcher is not None  # the match head keys every prompt row
         for i in range(cfg.vit.depth):
@@ -230,7 +238,12 @@ class PainterModel(nn.Module):
             prompt_tok, query_tok = self._shared_query_block(
                 i, prompt_tok, query_tok, n_p, grid, prompt_rows=(first_row, hp)
             )
+            if target is not None and i <= cfg.merge_block:
+                target = self._shared_query_block(i, *target, n_p, grid, prompt_rows=(0, hp))
             if i == cfg.merge_block:
+                if target is not None:  # the one target stream, tiled over the queries
+                    prompt_tok = torch.cat([prompt_tok, target[0].repeat(1, n_q, 1, 1, 1)])
+                    query_tok = torch.cat([query_tok, target[1].expand_as(query_tok)])
                 prompt_tok = prompt_tok.mean(dim=0, keepdim=True)  # (1, QP, hp, w, C)
                 query_tok = query_tok.mean(dim=0, keepdim=True)  # (1, Q, hq, w, C)
             if i in cfg.tap_blocks:
@@ -345,6 +358,17 @@ class PainterModel(nn.Module):
             "stem": r"^backbone\.(?:patch_embed|pos_embed)|^mask_token|^stream_token_|^type_token_",
             "blocks": [(r"^backbone\.blocks\.(\d+)", None), (r"^norm", (99999,))],
         }
+
+
+def _same_for_all(prompt_targets: torch.Tensor, extra: torch.Tensor | None) -> bool:
+    """Whether every query of a :meth:`PainterModel.paint_queries` call has the same prompt
+    targets (Q, P, 3, H/2, W) and extra embedding (Q, 1, 1, C), e.g. one prepared prompt set
+    for a batch of queries; False for a single query (nothing to share)."""
+    if prompt_targets.shape[0] < 2:
+        return False
+    first = prompt_targets[:1].expand_as(prompt_targets)
+    same = prompt_targets.stride(0) == 0 or torch.equal(prompt_targets, first)
+    return same and (extra is None or torch.equal(extra, extra[:1].expand_as(extra)))
 
 
 def build_painter(config: PainterConfig) -> PainterModel:

@@ -81,6 +81,43 @@ def test_batched_queries_equal_one_by_one():
     assert _rel(batched, alone) < 1e-5
 
 
+@pytest.mark.parametrize("expanded", [True, False])
+def test_queries_sharing_their_prompts_run_the_target_stream_once(monkeypatch, expanded):
+    """One prompt set for every query (a prepared prompt over a batch, as an expanded view or as
+    equal copies): the pre-merge target stream, which never sees a query image, runs once for
+    all queries, and the output equals painting each query alone."""
+    model = build_model("seggpt_test").eval()
+    pi, pt, qi = _episode(model.config, 1, 2, seed=3)
+    _, _, qi = _episode(model.config, 4, 2, seed=4)
+    pi, pt = pi.expand(4, -1, -1, -1, -1), pt.expand(4, -1, -1, -1, -1)
+    if not expanded:
+        pi, pt = pi.clone(), pt.clone()
+    calls = []
+    block = type(model)._shared_query_block
+
+    def counted(self, index, prompt_tok, query_tok, *args, **kwargs):
+        calls.append((index, prompt_tok.shape[:2], query_tok.shape[:2]))
+        return block(self, index, prompt_tok, query_tok, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "_shared_query_block", counted)
+    with torch.no_grad():
+        batched = model.paint_queries(pi, pt, qi)
+        shared_calls = list(calls)
+        alone = torch.cat([model.paint_queries(pi[:1], pt[:1], qi[i : i + 1]) for i in range(4)])
+    assert _rel(batched, alone) < 1e-5
+    merge = model.config.merge_block
+    once = [c for c in shared_calls if c[1:] == ((1, 2), (1, 1))]  # target stream, one query
+    assert [c[0] for c in once] == list(range(merge + 1))
+    assert all(c[1] == (1, 8) for c in shared_calls if c not in once)  # image stream, 4 x 2
+    # queries whose prompt targets differ take the general path: both streams together
+    calls.clear()
+    other = pt.clone()
+    other[1] += 1.0
+    with torch.no_grad():
+        model.paint_queries(pi, other, qi)
+    assert calls[0][1] == (2, 8)
+
+
 def test_hf_ensemble_mixes_streams_at_the_merge_block(tmp_path):
     """HF averages image- and target-stream query halves together at block merge_index; the
     original averages each stream alone there. Reproducing HF's rule in our hooks gives HF's

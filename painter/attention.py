@@ -44,8 +44,9 @@ def chunked_rel_pos_attention(
 
     The same result as ``scaled_dot_product_attention(q, k, v, attn_mask=bias)`` with the dense
     bias ``bias_h[..., :, None] + bias_w[..., None, :]``, without ever holding that (N x N per
-    head) bias: each chunk (:func:`score_chunks`) gets its scores, adds the two bias terms in
-    place by broadcasting, and is soft-maxed (in float32) and applied to the values. On a CPU
+    head) bias: each chunk (:func:`score_chunks`) gets its scores in float32 (whatever the
+    inputs' dtype: in bf16 the broadcast adds ran twice as slow as the whole fp32 chunk), adds the
+    two bias terms in place by broadcasting, and is soft-maxed and applied to the values. On a CPU
     this runs the attention about twice as fast as the dense-bias kernel. Inference only
     (in-place adds).
 
@@ -67,10 +68,11 @@ def chunked_rel_pos_attention(
     out = torch.empty(groups, rows * grid_w, head_dim, dtype=q.dtype, device=q.device)
     for group, r0, r1 in score_chunks(groups, rows, grid_w, n_k):
         span = slice(r0 * grid_w, r1 * grid_w)
-        scores = torch.matmul(queries[group, span] * scale, keys_t[group])  # (g, n, N)
+        # float32 before the bias: a broadcast in-place add runs several times slower in bf16
+        scores = torch.matmul(queries[group, span] * scale, keys_t[group]).float()  # (g, n, N)
         grid_scores = scores.view(-1, r1 - r0, grid_w, grid_h, grid_w)
         grid_scores.add_(row_term[group, r0:r1]).add_(col_term[group, r0:r1])
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (g, n, N)
+        weights = torch.softmax(scores, dim=-1)  # (g, n, N), float32
         out[group, span] = torch.matmul(weights.to(values.dtype), values[group])  # (g, n, d)
     return out.view(batch, heads, rows * grid_w, head_dim)
 
@@ -122,7 +124,6 @@ def shared_rows_attention(
 
     def softmax_parts(scores: torch.Tensor, values: torch.Tensor):
         """Row maximum, sum of exponentials and exponential-weighted values, in float32."""
-        scores = scores.float()
         top = scores.amax(dim=-1, keepdim=True)
         weights = (scores - top).exp_()
         total = weights.sum(dim=-1, keepdim=True)
@@ -131,8 +132,8 @@ def shared_rows_attention(
     for group, r0, r1 in score_chunks(groups, hq, grid_w, copies * n_own + n_q):
         span = slice(r0 * grid_w, r1 * grid_w)
         chunk = queries[group, span] * scale  # (g, n, d)
-        shared = torch.matmul(chunk, keys_shared_t[group])  # (g, n, Nq)
-        own = torch.matmul(chunk[:, None], keys_own_t[group])  # (g, P, n, Np)
+        shared = torch.matmul(chunk, keys_shared_t[group]).float()  # (g, n, Nq)
+        own = torch.matmul(chunk[:, None], keys_own_t[group]).float()  # (g, P, n, Np)
         if bias_terms is not None:
             rows_h, rows_w = row_term[group, r0:r1], col_term[group, r0:r1]  # (g, n rows, w, ., .)
             grid = shared.view(-1, r1 - r0, grid_w, hq, grid_w)

@@ -31,9 +31,12 @@ def training_loss(
     weights = foreground_weights(batch.target, config.foreground_weight, batch.valid)
     loss = model.loss(pred, targets, batch.patch_mask, weights)
     patch = model.config.vit.patch_size
+    if config.palette_weight <= 0 and config.dice_weight <= 0:
+        return loss
+    canvas = model.to_canvas(pred).float()  # the painted canvas both extra terms read
     if config.palette_weight > 0:
         loss = loss + config.palette_weight * masked_palette_cross_entropy(
-            model.to_canvas(pred).float(),
+            canvas,
             targets.float(),
             batch.patch_mask,
             patch_size=patch,
@@ -41,9 +44,8 @@ def training_loss(
             temperature=config.palette_temperature,
         )
     if config.dice_weight > 0:  # Dice judges whole canvases: no foreground weighting
-        painted = denormalize(model.to_canvas(pred).float()).clamp(0.0, 1.0)
         loss = loss + config.dice_weight * masked_soft_dice(
-            painted,
+            denormalize(canvas).clamp(0.0, 1.0),
             denormalize(targets.float()),
             batch.patch_mask,
             patch_size=patch,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from painter.errors import ConfigError
+from painter.upsample import check_guide
 
 
 class SegType(enum.IntEnum):
@@ -145,6 +146,12 @@ class PainterConfig:
             decoder's own painting: it paints only where the share of a cell's propagation that
             went to visible cells rather than the sink is above about ``threshold``
             (:class:`painter.matching.MatchHead`); None for an ungated decoder.
+        upsample_guide: how the painted query half reaches the query image's own size: None for
+            bilinear upsampling (the released models, as the official inference), or ``(radius,
+            eps)`` of an image-guided upsampling (:func:`painter.upsample.guided_upsample`: a guided
+            filter fitted on the canvas, radius in canvas pixels, applied to the image at full
+            size), so mask edges follow the image's edges rather than the canvas grid (an extension
+            of this framework; it changes no weights).
         type_tokens: add SegGPT's semantic/instance type tokens (False for Painter).
         loss_beta: smooth-L1 beta of the masked loss.
     """
@@ -161,6 +168,7 @@ class PainterConfig:
     match_colour_bins: int = 0
     match_sink: float | None = None
     match_gate: tuple[float, float] | None = None
+    upsample_guide: tuple[int, float] | None = None
     type_tokens: bool = True
     loss_beta: float = 0.01
     name: str = field(default="", compare=False)
@@ -208,6 +216,9 @@ class PainterConfig:
             self.match_gate is None or (self.match_sink is not None and len(self.match_gate) == 2),
             f"match_gate {self.match_gate} needs match_sink and is (slope, threshold)",
         )
+        if self.upsample_guide is not None:
+            require(len(self.upsample_guide) == 2, "upsample_guide is (radius, eps) or None")
+            check_guide(*self.upsample_guide)
         require(
             self.paint_activation in PAINT_ACTIVATIONS,
             f"paint_activation {self.paint_activation!r} is not one of {PAINT_ACTIVATIONS}",

@@ -208,10 +208,19 @@ def seggpt_match_sink() -> PainterConfig:
 
 @register
 def seggpt_match_gate() -> PainterConfig:
-    """The bundled demo model (configs/demo_seggpt.yaml, stage 4): ``seggpt_match_sink`` whose
-    decoder paints only where the match head found the cell's like among the visible cells
-    (``match_gate``: starts at slope 80, threshold 0.95 on the share of the propagation that did
-    not go to the sink, the best at a model's learned match temperature; the bundled model's
-    stage 4 sets 80 / 0.97 and twice its temperature, chosen on training-family validation
-    episodes, README, Training)."""
+    """The bundled demo model's weights (configs/demo_seggpt.yaml, stage 4, reads them as
+    ``seggpt_match_guided``): ``seggpt_match_sink`` whose decoder paints only where the match head
+    found the cell's like among the visible cells (``match_gate``: starts at slope 80, threshold
+    0.95 on the share of the propagation that did not go to the sink, the best at a model's learned
+    match temperature; the bundled model's stage 4 sets 80 / 0.97 and twice its temperature, chosen
+    on training-family validation episodes, README, Training)."""
     return dataclasses.replace(seggpt_match_sink(), match_gate=(80.0, 0.95))
+
+
+@register
+def seggpt_match_guided() -> PainterConfig:
+    """The bundled demo model (configs/demo_seggpt.yaml, stage 4): ``seggpt_match_gate`` whose
+    painting reaches the query's own size through an image-guided upsampling
+    (``upsample_guide``: radius 6 canvas pixels, eps 1e-3, chosen on training-family validation
+    episodes, README, Training) instead of a bilinear one; the same weights."""
+    return dataclasses.replace(seggpt_match_gate(), upsample_guide=(6, 1e-3))

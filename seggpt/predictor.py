@@ -26,6 +26,7 @@ from painter.io import ImageSource, load_image, load_mask
 from painter.model import PainterModel
 from painter.ops import denormalize, normalize
 from painter.resize import resize_image
+from painter.upsample import check_guide, guided_upsample
 from seggpt.coloring import PromptColoring, decode_painted, prepare_prompt_masks
 from seggpt.ensemble import EnsembleMode, grid_side, tile_grid
 
@@ -81,6 +82,10 @@ class SegGPTPredictor:
             box and an interior point, replaced where the decoder is confident). ``painted``
             stays SegGPT's own output.
         refine_min_score: the decoder's predicted IoU a refined component needs.
+        upsample_guide: how the painted query half reaches the query's size: "model" (default)
+            for the model's own rule (``PainterConfig.upsample_guide``: bilinear for the released
+            models, image-guided for the bundled demo model), None for bilinear, or
+            ``(radius, eps)`` for :func:`painter.upsample.guided_upsample`.
     """
 
     def __init__(
@@ -92,7 +97,13 @@ class SegGPTPredictor:
         seg_type: SegType = SegType.INSTANCE,
         refiner: PromptablePredictor | None = None,
         refine_min_score: float | None = None,
+        upsample_guide: tuple[int, float] | None | str = "model",
     ) -> None:
+        if upsample_guide == "model":
+            upsample_guide = model.config.upsample_guide
+        elif upsample_guide is not None:
+            check_guide(*upsample_guide)
+        self.upsample_guide = upsample_guide
         self.refiner = refiner
         self.refine_min_score = refine_min_score
         self.device = resolve_device(device)
@@ -207,14 +218,11 @@ class SegGPTPredictor:
                 prompt_images, prompt_targets, queries, seg_type=self.seg_type
             )
         painted = painted.float()  # (Q, 3, H/2, W)
-        rgb = (denormalize(painted) * 255).clamp(0, 255)  # (Q, 3, H/2, W)
+        rgb = denormalize(painted).clamp(0, 1)  # (Q, 3, H/2, W)
         out = []
         for i, image in enumerate(images):
-            size = image.shape[:2]
-            full = torch.nn.functional.interpolate(
-                rgb[i : i + 1], size=size, mode="bilinear", align_corners=False
-            )[0].permute(1, 2, 0)  # (H, W, 3)
-            full = full.cpu().numpy()
+            full = self._upsampled(rgb[i : i + 1], queries[i : i + 1], image)
+            full = (full * 255).clamp(0, 255)[0].permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
             out.append(
                 Prediction(
                     mask=self._refined(image, decode_painted(full, prompts.coloring)),
@@ -223,6 +231,24 @@ class SegGPTPredictor:
                 )
             )
         return out
+
+    def _upsampled(self, rgb: torch.Tensor, query: torch.Tensor, image: np.ndarray) -> torch.Tensor:
+        """(1, 3, H/2, W) painted intensities -> (1, 3, H, W) at ``image``'s size, bilinear or
+        guided by the query image (``query``: its normalised canvas half)."""
+        size = image.shape[:2]
+        if self.upsample_guide is None:
+            return torch.nn.functional.interpolate(
+                rgb, size=size, mode="bilinear", align_corners=False
+            ).clamp(0, 1)
+        radius, eps = self.upsample_guide
+        full = (
+            torch.as_tensor(np.array(image, dtype=np.uint8), device=self.device)
+            .permute(2, 0, 1)[None]
+            .float()
+            / 255
+        )
+        guide = denormalize(query.float()).clamp(0, 1)
+        return guided_upsample(guide, rgb, full, radius=radius, eps=eps).clamp(0, 1)
 
     def _refined(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``mask`` refined by the refiner, or as it is without one."""

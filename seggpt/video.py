@@ -10,8 +10,8 @@ within a factor ``admit_ratio`` (default 1.25) of its area in the first frame. A
 prediction lost or swelled an object is still output, but it does not prompt later frames, so
 one bad frame does not teach the next ones its mistake. ``admit_ratio=None`` admits every frame,
 as the paper does. On synthetic videos of the held-out families with the open-set demo model
-(mean J&F over seeds 0..7), K = 8 with admission scores 0.528 and beats K = 8 admitting every
-frame (0.338); the first frame alone scores 0.526: a small model's errors compound when fed
+(mean J&F over seeds 0..7), K = 8 with admission scores 0.670 and beats K = 8 admitting every
+frame (0.452); the first frame alone scores 0.668: a small model's errors compound when fed
 back.
 
 Unlike the original, the memory keeps every object's own id and colour (the original binarised

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="predicted IoU a refined component needs to replace the original (default: "
-        "painter.promptable.refine.DEFAULT_MIN_SCORE, 0.7; 0 replaces all)",
+        "painter.promptable.refine.DEFAULT_MIN_SCORE, 0.95; 0 replaces all)",
     )
     return parser
 

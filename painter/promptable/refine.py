@@ -34,9 +34,10 @@ EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 #: Refined components whose predicted IoU is lower keep their original pixels. Chosen with the
 #: open-set demo models on held-out same-look episodes, seed 20000 (benchmarks/bench_refine.py
-#: --seed 20000 --sweep ...: 0.7 best of 0.5-0.95 with the bundled SegGPT; 0.8 with the
-#: earlier ones and the closed-set models).
-DEFAULT_MIN_SCORE = 0.7
+#: --seed 20000 --sweep ...): 0.95, the best of 0.5-0.95 with the bundled SegGPT, whose guided
+#: masks are sharper than the promptable demo model's, so only its surest masks may replace them
+#: (0.7 with the same weights upsampled bilinearly; 0.8 with the earlier and closed-set models).
+DEFAULT_MIN_SCORE = 0.95
 
 
 @dataclass

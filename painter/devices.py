@@ -11,7 +11,6 @@ or no faster (an AVX512-BF16 CPU without AMX can run bf16 products slower than f
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import logging
 import math
@@ -185,29 +184,3 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-def half_weight_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """``model`` to run under :func:`autocast` in ``dtype``, with its linear layers' weights and
-    biases cast to ``dtype`` once instead of on every call.
-
-    Autocast casts a float32 weight to the half dtype at each use (it caches nothing under
-    ``torch.inference_mode``), which for ViT-L is about 5 % of a bf16 forward on a CPU. The copy
-    holds new half-precision tensors for the ``nn.Linear`` parameters only; every other parameter
-    and buffer is the original's (shared, not copied), and ``model`` itself is left unchanged.
-    Under autocast the copy's outputs equal the original's: autocast would have made the same
-    casts. It does not follow later changes to ``model``'s linear weights. Float32 returns
-    ``model`` itself.
-    """
-    if dtype == torch.float32:
-        return model
-    memo: dict[int, object] = {}
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            for param in (module.weight, module.bias):
-                if param is not None:
-                    half = param.detach().to(dtype)
-                    memo[id(param)] = torch.nn.Parameter(half, requires_grad=False)
-    for tensor in [*model.parameters(), *model.buffers()]:
-        memo.setdefault(id(tensor), tensor)  # shared, never deep-copied
-    return copy.deepcopy(model, memo)

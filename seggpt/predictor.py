@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from painter.config import SegType
-from painter.devices import autocast, half_weight_copy, resolve_device, resolve_dtype
+from painter.devices import autocast, resolve_device, resolve_dtype
 from painter.errors import InputMismatchError
 from painter.io import ImageSource, load_image, load_mask
 from painter.model import PainterModel
@@ -75,9 +75,7 @@ class SegGPTPredictor:
         device: "cpu", "cuda", "cuda:1", or None/"auto".
         dtype: "auto" (default): bfloat16 where the device computes it natively (a GPU with bf16,
             a CPU with AVX512-BF16/AMX), float32 elsewhere; or float32, bfloat16, float16. The
-            half ones run under autocast on a copy of the model whose linear weights were cast
-            once when the predictor was built (:func:`painter.devices.half_weight_copy`; build a
-            new predictor after changing the model's weights); ``model`` stays float32.
+            half ones run under autocast (weights stay float32).
         seg_type: the type token (SegGPT only); the original's default is INSTANCE.
         refiner: a promptable predictor; if given, every mask is refined with it
             (:func:`painter.promptable.refine_mask`: each connected component prompted with its
@@ -111,9 +109,6 @@ class SegGPTPredictor:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
-        # What runs the forward: under a half dtype, a copy whose linear weights are cast once
-        # (the model itself stays as given, e.g. for in-context tuning through it).
-        self._runner = half_weight_copy(self.model, self.dtype)
         self.seg_type = SegType(seg_type)
         self.config = model.config
 
@@ -219,7 +214,7 @@ class SegGPTPredictor:
         prompt_images = prompts.images[None].expand(n_q, -1, -1, -1, -1)  # (Q, P, 3, H/2, W)
         prompt_targets = prompts.targets[None].expand(n_q, -1, -1, -1, -1)
         with autocast(self.device, self.dtype):
-            painted = self._runner.paint_queries(
+            painted = self.model.paint_queries(
                 prompt_images, prompt_targets, queries, seg_type=self.seg_type
             )
         painted = painted.float()  # (Q, 3, H/2, W)

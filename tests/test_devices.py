@@ -16,7 +16,6 @@ from painter.devices import (
     auto_dtype,
     cpu_bf16_gain,
     cpu_flags,
-    half_weight_copy,
     resolve_dtype,
     runs_bf16_natively,
 )
@@ -137,44 +136,3 @@ def test_auto_on_this_cpu_agrees_with_its_flags_and_its_measured_speed():
         assert "sse2" in flags  # /proc/cpuinfo was read
         if hasattr(torch.cpu, "_is_avx512_bf16_supported"):  # torch's own CPUID check agrees
             assert ("avx512_bf16" in flags) == torch.cpu._is_avx512_bf16_supported()
-
-
-def test_the_half_weight_copy_casts_linear_weights_once_and_paints_the_same(tiny_checkpoint):
-    """Under autocast the copy with bf16 linear weights paints exactly what the float32 model
-    does; the model is left float32, everything but the linear layers is shared, and the
-    predictor runs the copy while exposing the model."""
-    from seggpt.loading import load_model
-    from seggpt.predictor import SegGPTPredictor
-
-    model = load_model(tiny_checkpoint).eval()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    half = half_weight_copy(model, torch.bfloat16)
-    assert half_weight_copy(model, torch.float32) is model
-    linear = {
-        f"{n}.{p}"
-        for n, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear)
-        for p in ("weight", "bias")
-        if getattr(m, p) is not None
-    }
-    assert linear  # the backbone's projections and MLPs at least
-    originals, copies = dict(model.named_parameters()), dict(half.named_parameters())
-    for name, param in originals.items():
-        if name in linear:
-            assert copies[name].dtype == torch.bfloat16 and param.dtype == torch.float32
-            assert torch.equal(copies[name], param.to(torch.bfloat16))
-        else:
-            assert copies[name] is param  # shared, not copied
-    generator = torch.Generator().manual_seed(0)
-    half_h, width = model.config.half_size
-    images = torch.randn(2, 2, 3, half_h, width, generator=generator)
-    targets = torch.randn(2, 2, 3, half_h, width, generator=generator)
-    queries = torch.randn(2, 3, half_h, width, generator=generator)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        want = model.paint_queries(images, targets, queries)
-        got = half.paint_queries(images, targets, queries)
-    assert torch.equal(got, want)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    predictor = SegGPTPredictor(model, dtype="bfloat16")
-    assert predictor.model is model and predictor._runner is not model
-    assert SegGPTPredictor(model, dtype="float32")._runner is model

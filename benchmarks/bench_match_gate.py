@@ -28,12 +28,16 @@ import math
 import time
 
 import torch
-from harness import finish, format_table
+from validation import (
+    add_validation_arguments,
+    finish_choice,
+    read_validation,
+    score_sets,
+    score_table,
+)
 
 from painter.errors import ConfigError
-from seggpt.evaluation.heldout import validation_sets
-from seggpt.evaluation.metrics import evaluate
-from seggpt.loading import build_model, load_model
+from seggpt.loading import build_model
 from seggpt.predictor import SegGPTPredictor
 
 SLOPES = (10.0, 20.0, 40.0, 80.0, 160.0)
@@ -80,25 +84,14 @@ def main(argv=None) -> dict:
         default="1.25,1.5,2,3",
         help="factors on the learned match temperature read with the chosen slope ('' = none)",
     )
-    parser.add_argument("--episodes", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=777)
-    parser.add_argument("--out", default="benchmarks/results/match_gate.json")
+    add_validation_arguments(parser, "benchmarks/results/match_gate.json")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    sets = validation_sets(args.episodes, seed=args.seed)
-    model = load_model(args.checkpoint).eval()
+    sets, model = read_validation(args)
     gated = gated_copy(model)
-
-    def score(predictor) -> dict[str, float]:
-        found = {
-            n: evaluate(predictor, eps, shots=1, baselines=False).miou for n, eps in sets.items()
-        }
-        found["mean"] = sum(found.values()) / len(found)
-        return found
 
     rows = []
     start = time.perf_counter()
-    rows.append({"gate": "as trained", **score(SegGPTPredictor(model, dtype="float32"))})
+    rows.append({"gate": "as trained", **score_sets(SegGPTPredictor(model, dtype="float32"), sets)})
     predictor = SegGPTPredictor(gated, dtype="float32")
     learned = gated.matcher.log_scale.detach().clone()
 
@@ -109,7 +102,7 @@ def main(argv=None) -> dict:
         name = "shut (direct term only)" if gate == SHUT else f"{gate[0]:g} / {gate[1]:g}"
         name += f" x{factor:g}" if factor != 1.0 else ""
         row = {"gate": name, "slope": gate[0], "threshold": gate[1], "temperature": factor}
-        rows.append({**row, **score(predictor)})
+        rows.append({**row, **score_sets(predictor, sets)})
         print(f"{name:30s} " + " ".join(f"{n} {v:.3f}" for n, v in rows[-1].items() if n in sets))
 
     for gate in [SHUT, *parse_grid(args.grid)]:
@@ -121,27 +114,19 @@ def main(argv=None) -> dict:
         for threshold in sorted({r["threshold"] for r in rows[2:]}):
             read((slope, threshold), factor)
     best = max(rows[2:], key=lambda r: r["mean"])  # every grid row, after "as trained" and "shut"
-    names = [*sets, "mean"]
-    print(
-        format_table(
-            ["gate (slope / threshold x temperature)", *names],
-            [[r["gate"], *(f"{r[n]:.3f}" for n in names)] for r in rows],
-        )
-    )
+    print(score_table(rows, "gate", "gate (slope / threshold x temperature)", sets))
     print(
         f"chosen: slope {best['slope']:g}, threshold {best['threshold']:g}, temperature "
         f"x{best['temperature']:g} = {float(learned.exp()) * best['temperature']:.4g} "
         f"(mean {best['mean']:.3f}; {time.perf_counter() - start:.0f} s)"
     )
-    result = {
-        "checkpoint": str(args.checkpoint),
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "rows": rows,
-        "chosen": {k: best[k] for k in ("slope", "threshold", "temperature", "mean")},
-        "learned_temperature": float(learned.exp()),
-    }
-    return finish(result, args.out)
+    return finish_choice(
+        args,
+        rows,
+        best,
+        ("slope", "threshold", "temperature", "mean"),
+        learned_temperature=float(learned.exp()),
+    )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-from harness import finish, format_table, load_average
+from harness import load_average
+from validation import (
+    add_validation_arguments,
+    finish_choice,
+    read_validation,
+    score_sets,
+    score_table,
+)
 
-from seggpt.evaluation.heldout import validation_sets
-from seggpt.evaluation.metrics import evaluate
-from seggpt.loading import load_model
 from seggpt.predictor import SegGPTPredictor
 
 RADII = (3, 4, 6, 8)
@@ -56,46 +59,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--checkpoint", default="demo")
     parser.add_argument("--grid", help="RADIUS:EPS,... (default: 4 radii x 3 ridges)")
     parser.add_argument("--tolerance", type=float, default=0.002)
-    parser.add_argument("--episodes", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=777)
-    parser.add_argument("--out", default="benchmarks/results/upsample.json")
+    add_validation_arguments(parser, "benchmarks/results/upsample.json")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    sets = validation_sets(args.episodes, seed=args.seed)
-    model = load_model(args.checkpoint).eval()
+    sets, model = read_validation(args)
     rows = []
     start = time.perf_counter()
     for guide in [None, *parse_grid(args.grid)]:
         predictor = SegGPTPredictor(model, dtype="float32", upsample_guide=guide)
-        found = {
-            n: evaluate(predictor, eps, shots=1, baselines=False).miou for n, eps in sets.items()
-        }
-        found["mean"] = sum(found.values()) / len(found)
+        found = score_sets(predictor, sets)
         radius, eps = guide or (None, None)
         name = "bilinear" if guide is None else f"guided r{radius} eps {eps:g}"
         rows.append({"upsampling": name, "radius": radius, "eps": eps, **found})
         print(f"{name:24s} " + " ".join(f"{n} {found[n]:.3f}" for n in found))
     chosen = choose(rows, args.tolerance)
-    names = [*sets, "mean"]
-    print(
-        format_table(
-            ["upsampling", *names],
-            [[r["upsampling"], *(f"{r[n]:.3f}" for n in names)] for r in rows],
-        )
-    )
+    print(score_table(rows, "upsampling", "upsampling", sets))
     print(
         f"chosen: radius {chosen['radius']}, eps {chosen['eps']:g} (mean {chosen['mean']:.3f}, "
         f"bilinear {rows[0]['mean']:.3f}; {time.perf_counter() - start:.0f} s, load average "
         f"{load_average():.2f})"
     )
-    result = {
-        "checkpoint": str(args.checkpoint),
-        "episodes": args.episodes,
-        "seed": args.seed,
-        "rows": rows,
-        "chosen": {k: chosen[k] for k in ("radius", "eps", "mean")},
-    }
-    return finish(result, args.out)
+    return finish_choice(args, rows, chosen, ("radius", "eps", "mean"))
 
 
 if __name__ == "__main__":

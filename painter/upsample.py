@@ -69,16 +69,18 @@ def guided_upsample(
     )  # (N, 3, 3, h, w)
     ridge = eps * torch.eye(3, device=guide.device)
     system = cov_ii.permute(0, 3, 4, 1, 2) + ridge  # (N, h, w, 3, 3)
+    # Every channel's coefficients from one solve: the channels are its right-hand sides.
+    mean_p = _box(values, radius)  # (N, C, h, w)
+    products = (guide[:, :, None] * values[:, None]).flatten(1, 2)  # (N, 3 * C, h, w)
+    cov_ip = _box(products, radius).unflatten(1, (3, -1)) - mean_i[:, :, None] * mean_p[:, None]
+    a = torch.linalg.solve(system, cov_ip.permute(0, 3, 4, 1, 2))  # (N, h, w, 3, C)
+    a = a.permute(0, 4, 3, 1, 2)  # (N, C, 3, h, w)
+    b = mean_p - (a * mean_i[:, None]).sum(dim=2)  # (N, C, h, w)
+    a, b = _box(a.flatten(1, 2), radius).unflatten(1, (-1, 3)), _box(b, radius)
     size = full_guide.shape[-2:]
     out = []
     for c in range(values.shape[1]):  # one channel at a time bounds full-size memory
-        p = values[:, c : c + 1]
-        mean_p = _box(p, radius)
-        cov_ip = _box(guide * p, radius) - mean_i * mean_p  # (N, 3, h, w)
-        a = torch.linalg.solve(system, cov_ip.permute(0, 2, 3, 1)[..., None])[..., 0]
-        a = a.permute(0, 3, 1, 2)  # (N, 3, h, w)
-        b = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
-        a = F.interpolate(_box(a, radius), size=size, mode="bilinear", align_corners=False)
-        b = F.interpolate(_box(b, radius), size=size, mode="bilinear", align_corners=False)
-        out.append((a * full_guide).sum(dim=1, keepdim=True) + b)
+        a_c = F.interpolate(a[:, c], size=size, mode="bilinear", align_corners=False)
+        b_c = F.interpolate(b[:, c : c + 1], size=size, mode="bilinear", align_corners=False)
+        out.append((a_c * full_guide).sum(dim=1, keepdim=True) + b_c)
     return torch.cat(out, dim=1)

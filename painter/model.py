@@ -304,9 +304,21 @@ class PainterModel(nn.Module):
         row0, row1 = prompt_rows
         q_p = q_p[:, :, row0 * w : row1 * w]  # (S*Q*P, heads, wanted rows * w, d)
         prompt_tok = prompt_tok[:, :, row0:row1]  # (S, Q*P, wanted rows, w, C)
-        out_p = attn.attend(q_p, keys, values, key_grid=grid, query_rows=prompt_rows)
-        # The query rows of the P canvases, averaged: the feature ensemble. (S*Q, Nq, C)
-        out_q = attn.attend_shared_rows(q_q, k_q, v_q, k_p, v_p, key_grid=grid)
+        if n_p == 1 and row1 == hp:
+            # One canvas per query: the wanted prompt rows and the query rows are contiguous rows
+            # of one canvas over the same keys, so they run as one attention (one softmax each)
+            out = attn.attend(
+                torch.cat([q_p, q_q], dim=2),
+                keys,
+                values,
+                key_grid=grid,
+                query_rows=(row0, grid[0]),
+            )
+            out_p, out_q = out[:, : (row1 - row0) * w], out[:, (row1 - row0) * w :]
+        else:
+            out_p = attn.attend(q_p, keys, values, key_grid=grid, query_rows=prompt_rows)
+            # The query rows of the P canvases, averaged: the feature ensemble. (S*Q, Nq, C)
+            out_q = attn.attend_shared_rows(q_q, k_q, v_q, k_p, v_p, key_grid=grid)
         prompt_tok = prompt_tok + attn.proj(out_p).reshape(s, qp, row1 - row0, w, c)
         query_tok = query_tok + attn.proj(out_q).reshape(s, n_q, hq, w, c)
         return block.mlp_residual(prompt_tok), block.mlp_residual(query_tok)

@@ -75,8 +75,9 @@ def test_inference_attention_equals_the_training_kernel(tiny_seggpt, monkeypatch
         assert _rel(a, b.detach()) < 1e-5
 
 
+@pytest.mark.parametrize("n_p", [1, 3], ids=["one-prompt", "ensemble"])
 def test_paint_queries_with_chunked_attention_equals_the_naive_forward(
-    tiny_seggpt, monkeypatch, generator
+    tiny_seggpt, monkeypatch, generator, n_p
 ):
     from painter.ops import query_half_mask, stitch
 
@@ -85,7 +86,6 @@ def test_paint_queries_with_chunked_attention_equals_the_naive_forward(
     monkeypatch.setattr(backbone, "MLP_CHUNK_TOKENS", 5)  # the MLP in pieces too
     cfg = tiny_seggpt.config
     half = (cfg.canvas_size[0] // 2, cfg.canvas_size[1])
-    n_p = 3
     prompts = torch.randn(n_p, 3, *half, generator=generator)
     targets = torch.randn(n_p, 3, *half, generator=generator)
     query = torch.randn(1, 3, *half, generator=generator)

@@ -1,4 +1,4 @@
-"""The bundled demo model: its report is reproduced exactly by re-evaluating it, and (issue 13)
+"""The bundled demo model: its report is reproduced by re-evaluating it, and (issue 13)
 it segments families and photos it never trained on from the prompt. Slow: run with
 ``pytest -m slow``. Skipped when the demo checkpoint has not been built."""
 
@@ -14,6 +14,12 @@ from seggpt.loading import DEMO_CHECKPOINT, load_model
 from seggpt.predictor import SegGPTPredictor
 from seggpt.training.config import config_from_dict
 from seggpt.training.data import build_eval_sets
+
+REPORT_TOLERANCE = 1e-4
+"""How closely a re-evaluation must reproduce the report's mean IoUs: float32 rounding in the
+inference kernels (e.g. how the attention splits its softmax) flips a few mask pixels among the
+48 episodes (4e-6 in the photo set's mean), while 1e-4 of a mean is already half a percent of IoU
+on one episode."""
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,11 +44,13 @@ def test_demo_report_reproduces():
     predictor = SegGPTPredictor(model, dtype="float32")
     for name, found in score_sets(predictor, sets, shots=4).items():
         want = expected[name]
-        assert found.one_shot.miou == pytest.approx(want["miou"], abs=1e-6), name
-        assert found.few_shot == pytest.approx(want["few_shot"]["miou"], abs=1e-6), name
+        assert found.one_shot.miou == pytest.approx(want["miou"], abs=REPORT_TOLERANCE), name
+        assert found.few_shot == pytest.approx(want["few_shot"]["miou"], abs=REPORT_TOLERANCE), name
         for baseline, value in found.one_shot.baselines.items():
             if baseline in want["baselines"]:
-                assert value == pytest.approx(want["baselines"][baseline], abs=1e-6), name
+                assert value == pytest.approx(want["baselines"][baseline], abs=REPORT_TOLERANCE), (
+                    name
+                )
 
 
 def test_demo_model_segments_from_the_prompt_on_held_out_families_and_photos():

@@ -127,7 +127,7 @@ def shared_rows_attention(
     def softmax_parts(scores: torch.Tensor, values: torch.Tensor):
         """Row maximum, sum of exponentials and exponential-weighted values, in float32."""
         top = scores.amax(dim=-1, keepdim=True)
-        weights = (scores - top).exp_()
+        weights = scores.sub_(top).exp_()  # in place: the scores are this chunk's own
         total = weights.sum(dim=-1, keepdim=True)
         return top, total, torch.matmul(weights.to(values.dtype), values).float()
 
